@@ -1,1 +1,26 @@
+//! avatar-worker: consumes avatar-fetch and avatar-update jobs from RabbitMQ, runs each against its
+//! WhatsApp device, and publishes a result envelope.
+//!
+//! Where things are:
+//! - [`protocol`]: the wire contract (jobs in, results out), parsed and validated once.
+//! - [`worker`]: the job loop. A job enters in `worker::session`, is executed in `worker::execute`, and
+//!   its result leaves (publish, confirm, ack) in `worker::delivery`.
+//! - [`broker`]: RabbitMQ connection, topology and confirmed publishing.
+//! - [`backend`]: where WhatsApp work happens; [`backend::GatewayBackend`] talks to a GOWA gateway.
+//! - [`devices`]: per-device limits.
+//! - [`image`]: preparing update pictures.
+//! - [`settings`]: layered configuration.
+//! - [`shutdown`]: the one signal every part stops on.
+//! - [`client`]: the producer side: publish jobs, wait for results.
+//! - [`cli`]: the `avatar-worker` command line.
 
+pub mod backend;
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod devices;
+pub mod image;
+pub mod protocol;
+pub mod settings;
+pub mod shutdown;
+pub mod worker;

@@ -1,1 +1,10 @@
-fn main() {}
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match avatar_worker::cli::main().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("avatar-worker: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

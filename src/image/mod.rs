@@ -15,7 +15,9 @@ pub struct ImageSettings {
 
 impl Default for ImageSettings {
     fn default() -> Self {
-        Self { max_bytes: 10 * 1024 * 1024 }
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+        }
     }
 }
 
@@ -44,7 +46,7 @@ pub enum ImageError {
     TooLarge(String),
     #[error("{0}")]
     UrlForbidden(String),
-    #[error("{0}")]
+    #[error("{message}")]
     Fetch { message: String, retryable: bool },
 }
 

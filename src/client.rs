@@ -1,0 +1,195 @@
+//! Producer side: publish jobs and, when asked, wait for their results on a private reply queue.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use avatar_worker::client::Client;
+//! use avatar_worker::protocol::{FetchJob, Phone};
+//! let client = Client::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "avatar").await?;
+//! let job = FetchJob { job_id: None, device_id: None, phone: Phone::parse("6281234567890").map_err(anyhow::Error::msg)?,
+//!     is_preview: false, is_community: false, known_id: None, download: false };
+//! let result = client.fetch_and_wait(&job, std::time::Duration::from_secs(30)).await?;
+//! println!("{:?}", result.status);
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use secrecy::SecretString;
+
+use crate::broker::{self, PublishError, Publisher};
+use crate::protocol::{FetchJob, JobId, JobKind, JobResult, UpdateJob};
+use crate::settings::{QueueNames, TopologySettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("publish: {0}")]
+    Publish(#[from] PublishError),
+    #[error("no result within {0:?}")]
+    Timeout(Duration),
+    #[error("the reply queue closed before the result arrived")]
+    ReplyQueueClosed,
+    #[error("a result could not be read: {0}")]
+    BadResult(#[from] serde_json::Error),
+}
+
+/// A connection to the broker with a confirm-mode channel for jobs.
+pub struct Client {
+    connection: Connection,
+    publisher: Publisher,
+    names: QueueNames,
+}
+
+impl Client {
+    /// Connects and uses the queues derived from `prefix` (the worker's `topology.prefix`).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, ClientError> {
+        Self::connect_with(url, TopologySettings::with_prefix(prefix).names()).await
+    }
+
+    pub async fn connect_with(url: &str, names: QueueNames) -> Result<Self, ClientError> {
+        let connection = broker::connect(&SecretString::from(url), "avatar-worker-client").await?;
+        let publisher = Publisher::new(connection.create_channel().await?).await?;
+        Ok(Self {
+            connection,
+            publisher,
+            names,
+        })
+    }
+
+    pub fn queue_names(&self) -> &QueueNames {
+        &self.names
+    }
+
+    /// Publishes a fetch job (confirmed by the broker); its result goes to `reply_to` or the results queue.
+    pub async fn publish_fetch(
+        &self,
+        job: &FetchJob,
+        reply_to: Option<&str>,
+    ) -> Result<JobId, ClientError> {
+        let id = job.job_id.clone().unwrap_or_else(JobId::generate);
+        self.publish(JobKind::Fetch, &serde_json::to_vec(job)?, &id, reply_to)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn publish_update(
+        &self,
+        job: &UpdateJob,
+        reply_to: Option<&str>,
+    ) -> Result<JobId, ClientError> {
+        let id = job.job_id.clone().unwrap_or_else(JobId::generate);
+        self.publish(JobKind::Update, &serde_json::to_vec(job)?, &id, reply_to)
+            .await?;
+        Ok(id)
+    }
+
+    /// Publishes a raw body to a job queue: message_id and correlation_id are the job id.
+    pub async fn publish(
+        &self,
+        kind: JobKind,
+        body: &[u8],
+        job_id: &JobId,
+        reply_to: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let queue = match kind {
+            JobKind::Fetch => &self.names.fetch,
+            JobKind::Update => &self.names.update,
+        };
+        let mut properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id(job_id.as_str().into())
+            .with_correlation_id(job_id.as_str().into());
+        if let Some(reply_to) = reply_to {
+            properties = properties.with_reply_to(reply_to.into());
+        }
+        self.publisher.publish(queue, body, properties).await?;
+        Ok(())
+    }
+
+    pub async fn fetch_and_wait(
+        &self,
+        job: &FetchJob,
+        timeout: Duration,
+    ) -> Result<JobResult, ClientError> {
+        let reply = ReplyQueue::open(&self.connection).await?;
+        let id = self.publish_fetch(job, Some(&reply.name)).await?;
+        reply.wait_for(&id, timeout).await
+    }
+
+    pub async fn update_and_wait(
+        &self,
+        job: &UpdateJob,
+        timeout: Duration,
+    ) -> Result<JobResult, ClientError> {
+        let reply = ReplyQueue::open(&self.connection).await?;
+        let id = self.publish_update(job, Some(&reply.name)).await?;
+        reply.wait_for(&id, timeout).await
+    }
+}
+
+/// A server-named, exclusive queue that lives as long as its channel: results for this client only.
+pub struct ReplyQueue {
+    channel: Channel,
+    pub name: String,
+    consumer: lapin::Consumer,
+}
+
+impl ReplyQueue {
+    pub async fn open(connection: &Connection) -> Result<Self, ClientError> {
+        let channel = connection.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let name = queue.name().to_string();
+        let consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            channel,
+            name,
+            consumer,
+        })
+    }
+
+    /// The next result on this queue.
+    pub async fn next(&mut self, timeout: Duration) -> Result<JobResult, ClientError> {
+        let delivery = tokio::time::timeout(timeout, self.consumer.next())
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .ok_or(ClientError::ReplyQueueClosed)??;
+        Ok(serde_json::from_slice(&delivery.data)?)
+    }
+
+    async fn wait_for(mut self, id: &JobId, timeout: Duration) -> Result<JobResult, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let result = self.next(left).await?;
+            if &result.job_id == id {
+                let _ = self.channel.close(200, "done".into()).await;
+                return Ok(result);
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Typed settings, layered: built-in defaults, then an optional TOML file (`--config`), then environment
+//! variables `AVATAR_WORKER__SECTION__KEY`. Every value is checked once here, so the rest of the worker
+//! never sees a bad one; an error names the key.
+
+mod amqp;
+mod gateway;
+mod topology;
+mod worker;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use amqp::AmqpSettings;
+pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
+pub use topology::{QueueNames, QueueType, TopologySettings};
+pub use worker::WorkerSettings;
+
+use crate::image::ImageSettings;
+
+/// Prefix of environment overrides: `AVATAR_WORKER__AMQP__URL` sets `amqp.url`.
+pub const ENV_PREFIX: &str = "AVATAR_WORKER";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub amqp: AmqpSettings,
+    pub topology: TopologySettings,
+    pub worker: WorkerSettings,
+    pub gateway: GatewaySettings,
+    pub image: ImageSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `avatar_worker=debug,lapin=warn`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Defaults, then `file` when given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests, the compose check).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+            .collect();
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.amqp.validate()?;
+        self.topology.validate()?;
+        self.worker.validate()?;
+        self.gateway.validate()?;
+        Ok(())
+    }
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,54 @@
+use serde::Deserialize;
+
+use super::{SettingsError, invalid};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Deliveries the broker may push ahead of acks, per job queue.
+    pub prefetch: u16,
+    /// Jobs processed at once across all devices.
+    pub max_in_flight: usize,
+    /// Jobs processed at once for one device.
+    pub per_device_in_flight: usize,
+    /// On SIGTERM, how long in-flight jobs may take to finish before the rest go back to their queue.
+    /// Fits inside docker's 10 s stop timeout.
+    pub shutdown_grace_ms: u64,
+    /// Bodies above this are refused as `invalid_job` (an update job carries its image inline).
+    pub max_job_bytes: usize,
+    /// Largest picture a fetch with `download: true` accepts.
+    pub download_max_bytes: usize,
+    pub download_timeout_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: 100,
+            max_in_flight: 64,
+            per_device_in_flight: 8,
+            shutdown_grace_ms: 8_000,
+            max_job_bytes: 16 * 1024 * 1024,
+            download_max_bytes: 5 * 1024 * 1024,
+            download_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        if self.prefetch == 0 {
+            return Err(invalid("worker.prefetch", "must be at least 1"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(invalid("worker.max_in_flight", "must be at least 1"));
+        }
+        if self.per_device_in_flight == 0 {
+            return Err(invalid("worker.per_device_in_flight", "must be at least 1"));
+        }
+        if self.max_job_bytes < 1024 {
+            return Err(invalid("worker.max_job_bytes", "must be at least 1024"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::Services;
+use crate::backend::{AvatarRequest, Lookup};
+use crate::image::{self, ImageError, ImageSource};
+use crate::protocol::{
+    AvatarInfo, ErrorCode, FetchJob, ImageInfo, ImageSpec, Job, JobError, Status, UpdateJob,
+};
+
+/// What a job produced, before it is wrapped in an envelope.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub avatar: Option<AvatarInfo>,
+    pub image: Option<ImageInfo>,
+    pub status: Option<Status>,
+}
+
+pub(crate) async fn execute(services: &Services, job: &Job) -> Result<Outcome, JobError> {
+    match job {
+        Job::Fetch(job) => fetch(services, job).await,
+        Job::Update(job) => update(services, job).await,
+    }
+}
+
+async fn fetch(services: &Services, job: &FetchJob) -> Result<Outcome, JobError> {
+    let request = AvatarRequest {
+        target: job.phone.clone(),
+        preview: job.is_preview,
+        community: job.is_community,
+    };
+    let avatar = match services
+        .backend
+        .get_avatar(job.device_id.as_ref(), &request)
+        .await?
+    {
+        Lookup::NotSet => return Ok(Outcome::with_status(Status::NotSet)),
+        Lookup::Hidden => return Ok(Outcome::with_status(Status::Hidden)),
+        Lookup::Picture(avatar) => avatar,
+    };
+    if job.known_id.as_deref() == Some(avatar.id.as_str()) {
+        return Ok(Outcome {
+            avatar: Some(avatar),
+            image: None,
+            status: Some(Status::Unchanged),
+        });
+    }
+    let image = if job.download {
+        let bytes = services.downloader.get(&avatar.url).await?;
+        Some(describe(&bytes, true))
+    } else {
+        None
+    };
+    Ok(Outcome {
+        avatar: Some(avatar),
+        image,
+        status: Some(Status::Ok),
+    })
+}
+
+async fn update(services: &Services, job: &UpdateJob) -> Result<Outcome, JobError> {
+    let source = match &job.image {
+        ImageSpec::Base64(data) => ImageSource::Base64(data.clone()),
+        ImageSpec::Url(url) => ImageSource::Url(url.clone()),
+    };
+    let prepared = image::prepare(&source, job.normalize, &services.settings.image)
+        .await
+        .map_err(image_error)?;
+    services
+        .backend
+        .set_avatar(job.device_id.as_ref(), &prepared)
+        .await?;
+    Ok(Outcome {
+        avatar: None,
+        image: Some(ImageInfo {
+            sha256: prepared.sha256.clone(),
+            size: prepared.bytes.len() as u64,
+            content_type: prepared.content_type.to_string(),
+            width: Some(prepared.width),
+            height: Some(prepared.height),
+            base64: None,
+        }),
+        status: Some(Status::Ok),
+    })
+}
+
+impl Outcome {
+    fn with_status(status: Status) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+}
+
+pub(crate) fn image_error(err: ImageError) -> JobError {
+    match err {
+        ImageError::Invalid(message) => JobError::new(ErrorCode::InvalidImage, message),
+        ImageError::TooLarge(message) => JobError::new(ErrorCode::ImageTooLarge, message),
+        ImageError::UrlForbidden(message) => JobError::new(ErrorCode::ImageUrlForbidden, message),
+        ImageError::Fetch { message, retryable } => {
+            JobError::new(ErrorCode::ImageFetchFailed, message).with_retryable(retryable)
+        }
+    }
+}
+
+/// Hash, size, type and (when `inline`) the bytes of a downloaded picture.
+fn describe(bytes: &[u8], inline: bool) -> ImageInfo {
+    let reader = ::image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+    let format = reader.as_ref().ok().and_then(|r| r.format());
+    let dimensions = reader.ok().and_then(|r| r.into_dimensions().ok());
+    ImageInfo {
+        sha256: hex(&Sha256::digest(bytes)),
+        size: bytes.len() as u64,
+        content_type: format
+            .map(|f| f.to_mime_type().to_string())
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        width: dimensions.map(|d| d.0),
+        height: dimensions.map(|d| d.1),
+        base64: inline.then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

@@ -1,0 +1,99 @@
+//! The job loop: consume from the job queues, run each job on its device, publish its result, ack.
+//!
+//! - [`session`]: one broker connection's life: channels, topology, consumers, dispatch.
+//! - [`delivery`]: one delivery from parse to ack; where a result leaves the worker.
+//! - [`execute`]: what a job does against the backend.
+//!
+//! The broker connection is re-established forever with capped, jittered backoff; while it is down,
+//! nothing is consumed and nothing is acked, so nothing is lost.
+
+mod delivery;
+mod download;
+mod execute;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::backend::AvatarBackend;
+use crate::broker::{self, Backoff};
+use crate::devices::DeviceGate;
+use crate::settings::{QueueNames, Settings};
+use crate::shutdown::Shutdown;
+
+use download::Downloader;
+pub use session::SessionEnd;
+
+/// What every job task shares.
+pub(crate) struct Services {
+    settings: Settings,
+    names: QueueNames,
+    backend: Arc<dyn AvatarBackend>,
+    devices: DeviceGate,
+    in_flight: Arc<Semaphore>,
+    downloader: Downloader,
+}
+
+pub struct Worker {
+    services: Arc<Services>,
+    name: String,
+}
+
+impl Worker {
+    pub fn new(settings: Settings, backend: Arc<dyn AvatarBackend>) -> anyhow::Result<Self> {
+        let downloader = Downloader::new(
+            settings.worker.download_max_bytes,
+            Duration::from_millis(settings.worker.download_timeout_ms),
+        )?;
+        let services = Services {
+            names: settings.topology.names(),
+            devices: DeviceGate::new(settings.worker.per_device_in_flight),
+            in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
+            downloader,
+            backend,
+            settings,
+        };
+        Ok(Self {
+            services: Arc::new(services),
+            name: format!("avatar-worker-{}", std::process::id()),
+        })
+    }
+
+    /// Runs until `shutdown` is triggered, then drains in-flight jobs within the grace budget.
+    pub async fn run(&self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let amqp = &self.services.settings.amqp;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(amqp.reconnect_min_ms),
+            Duration::from_millis(amqp.reconnect_max_ms),
+        );
+        while !shutdown.is_triggered() {
+            let connected = tokio::select! {
+                connected = broker::connect(&amqp.url, &self.name) => connected,
+                _ = shutdown.wait() => break,
+            };
+            match connected {
+                Ok(connection) => {
+                    tracing::info!(broker = %amqp.redacted_url(), "connected to the broker");
+                    match session::run(&self.services, connection, &shutdown, &mut backoff).await {
+                        SessionEnd::Shutdown => break,
+                        SessionEnd::Lost(reason) => {
+                            tracing::warn!(%reason, "broker connection lost; reconnecting");
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(broker = %amqp.redacted_url(), %err, "cannot reach the broker");
+                }
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
