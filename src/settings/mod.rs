@@ -113,3 +113,88 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
         reason: reason.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load_from(
+            None,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn the_documented_file_equals_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let from_file = Settings::load_from(Some(&path), []).unwrap();
+        assert_eq!(
+            format!("{from_file:?}"),
+            format!("{:?}", Settings::default())
+        );
+        assert_eq!(
+            from_file.amqp.url.expose_secret(),
+            Settings::default().amqp.url.expose_secret()
+        );
+    }
+
+    #[test]
+    fn environment_overrides_by_section_and_key() {
+        let settings = load(&[
+            ("AVATAR_WORKER__AMQP__URL", "amqp://u:p@rabbit:5672/%2f"),
+            ("AVATAR_WORKER__GATEWAY__BASE_URL", "http://gowa:3000"),
+            ("AVATAR_WORKER__GATEWAY__USERNAME", "admin"),
+            ("AVATAR_WORKER__GATEWAY__PASSWORD", "s3cret"),
+            ("AVATAR_WORKER__WORKER__PREFETCH", "50"),
+            ("AVATAR_WORKER__TOPOLOGY__QUEUE_TYPE", "quorum"),
+            ("AVATAR_WORKER__TOPOLOGY__PREFIX", "crm"),
+            ("AVATAR_WORKER__LOG__FORMAT", "json"),
+            ("UNRELATED", "x"),
+        ])
+        .unwrap();
+        assert_eq!(settings.amqp.redacted_url(), "amqp://u:***@rabbit:5672/%2f");
+        assert_eq!(settings.gateway.base_url, "http://gowa:3000");
+        assert_eq!(settings.worker.prefetch, 50);
+        assert_eq!(settings.topology.queue_type, QueueType::Quorum);
+        assert_eq!(settings.topology.names().fetch, "crm.fetch");
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert!(
+            !format!("{settings:?}").contains("s3cret"),
+            "secrets never print"
+        );
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_key() {
+        let cases = [
+            ("AVATAR_WORKER__WORKER__PREFETCH", "lots", "prefetch"),
+            ("AVATAR_WORKER__WORKER__PREFETCH", "0", "worker.prefetch"),
+            ("AVATAR_WORKER__AMQP__URL", "http://x", "amqp.url"),
+            (
+                "AVATAR_WORKER__GATEWAY__BASE_URL",
+                "gowa:3000",
+                "gateway.base_url",
+            ),
+            (
+                "AVATAR_WORKER__GATEWAY__TIMEOUT_MS",
+                "0",
+                "gateway.timeout_ms",
+            ),
+            (
+                "AVATAR_WORKER__TOPOLOGY__QUEUE_TYPE",
+                "stream",
+                "queue_type",
+            ),
+            ("AVATAR_WORKER__WORKER__NO_SUCH_KEY", "1", "no_such_key"),
+        ];
+        for (key, value, named) in cases {
+            let err = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
+    }
+}

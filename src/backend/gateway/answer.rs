@@ -150,7 +150,13 @@ mod tests {
     #[test]
     fn maps_every_get_answer() {
         use ErrorCode::*;
-        type Row<'a> = (u16, &'a str, &'a str, &'a str, Result<&'a str, (ErrorCode, bool)>);
+        type Row<'a> = (
+            u16,
+            &'a str,
+            &'a str,
+            &'a str,
+            Result<&'a str, (ErrorCode, bool)>,
+        );
         let rows: Vec<Row> = vec![
             (
                 500,

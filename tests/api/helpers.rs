@@ -1,0 +1,362 @@
+//! `spawn_app()`: a real mock gateway on an ephemeral port, the real worker in-process, and a test
+//! connection to the shared broker, all under a queue prefix of the test's own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use avatar_worker::backend::GatewayBackend;
+use avatar_worker::broker;
+use avatar_worker::protocol::{JobKind, JobResult};
+use avatar_worker::settings::{QueueNames, Settings, TopologySettings};
+use avatar_worker::shutdown::Shutdown;
+use avatar_worker::worker::Worker;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::broker::broker_url;
+
+pub const USER: &str = "gateway-user";
+pub const PASSWORD: &str = "gateway-pass-8f3a";
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct AppOptions {
+    pub devices: Vec<String>,
+    /// Adjusts the worker's settings before it starts (gateway URL and queue names are already set).
+    pub configure: Box<dyn FnOnce(&mut Settings) + Send>,
+    /// Run the worker through this AMQP URL instead of the broker's own (a proxy in reconnect tests).
+    pub worker_amqp_url: Option<String>,
+    pub start_worker: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            devices: vec!["dev-a".into()],
+            configure: Box::new(|_| {}),
+            worker_amqp_url: None,
+            start_worker: true,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub mock: mock_server::MockServer,
+    pub settings: Settings,
+    pub names: QueueNames,
+    pub amqp_url: String,
+    pub connection: Connection,
+    pub channel: Channel,
+    pub http: reqwest::Client,
+    results: lapin::Consumer,
+    results_channel: Channel,
+    shutdown: Shutdown,
+    worker: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let amqp_url = broker_url().await;
+    let mock = mock_server::spawn(mock_server::Config {
+        basic_auth: vec![(USER.into(), PASSWORD.into())],
+        devices: options.devices.clone(),
+        ..mock_server::Config::default()
+    })
+    .await
+    .expect("mock server starts");
+
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let mut settings = Settings::default();
+    settings.amqp.url = options
+        .worker_amqp_url
+        .clone()
+        .unwrap_or_else(|| amqp_url.clone())
+        .into();
+    settings.amqp.reconnect_min_ms = 50;
+    settings.amqp.reconnect_max_ms = 500;
+    settings.topology = TopologySettings::with_prefix(&prefix);
+    settings.gateway.base_url = mock.base_url();
+    settings.gateway.username = Some(USER.into());
+    settings.gateway.password = Some(PASSWORD.into());
+    settings.gateway.timeout_ms = 3_000;
+    (options.configure)(&mut settings);
+    settings.validate().expect("test settings are valid");
+    let names = settings.topology.names();
+
+    let connection = Connection::connect(&amqp_url, ConnectionProperties::default())
+        .await
+        .expect("test connection");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirm mode");
+    broker::declare(&channel, &names, settings.topology.queue_type)
+        .await
+        .expect("declare");
+    let results_channel = connection.create_channel().await.expect("channel");
+    let results = results_channel
+        .basic_consume(
+            names.results.as_str().into(),
+            "results".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume results");
+
+    let shutdown = Shutdown::new();
+    let worker = options
+        .start_worker
+        .then(|| start_worker(&settings, &shutdown));
+    TestApp {
+        mock,
+        settings,
+        names,
+        amqp_url,
+        connection,
+        channel,
+        http: reqwest::Client::new(),
+        results,
+        results_channel,
+        shutdown,
+        worker,
+    }
+}
+
+pub fn start_worker(settings: &Settings, shutdown: &Shutdown) -> JoinHandle<anyhow::Result<()>> {
+    let backend = GatewayBackend::new(&settings.gateway).expect("backend");
+    let worker = Worker::new(settings.clone(), Arc::new(backend)).expect("worker");
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move { worker.run(shutdown).await })
+}
+
+/// A no-ack consumer on `queue` through its own channel.
+pub async fn consume(connection: &Connection, queue: &str) -> lapin::Consumer {
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume")
+}
+
+impl TestApp {
+    pub fn queue(&self, kind: JobKind) -> &str {
+        match kind {
+            JobKind::Fetch => &self.names.fetch,
+            JobKind::Update => &self.names.update,
+        }
+    }
+
+    /// Publishes a raw body (confirmed) to a job queue.
+    pub async fn publish_raw(&self, kind: JobKind, body: &[u8], properties: BasicProperties) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                self.queue(kind).into(),
+                Default::default(),
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack());
+    }
+
+    pub async fn publish_json(&self, kind: JobKind, job: &Value) {
+        self.publish_raw(kind, job.to_string().as_bytes(), BasicProperties::default())
+            .await;
+    }
+
+    /// The next result on the results queue, checked against `schemas/result.schema.json`.
+    pub async fn next_result(&mut self) -> JobResult {
+        self.next_result_delivery().await.0
+    }
+
+    pub async fn next_result_delivery(&mut self) -> (JobResult, lapin::message::Delivery) {
+        next_from(&mut self.results).await
+    }
+
+    /// Results until `n` distinct job ids have been seen.
+    pub async fn results(&mut self, n: usize) -> Vec<JobResult> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(self.next_result().await);
+        }
+        out
+    }
+
+    /// Every result published so far, for a test whose worker has stopped: the consumer is cancelled and
+    /// its buffer read to the end, then the queue drained.
+    pub async fn remaining_results(&mut self) -> Vec<JobResult> {
+        self.results_channel
+            .basic_cancel("results".into(), Default::default())
+            .await
+            .expect("cancel");
+        let mut out = Vec::new();
+        while let Some(delivery) = self.results.next().await {
+            let delivery = delivery.expect("delivery");
+            out.push(serde_json::from_slice(&delivery.data).expect("result"));
+        }
+        for message in drain(&self.channel, &self.names.results).await {
+            out.push(serde_json::from_slice(&message.delivery.data).expect("result"));
+        }
+        out
+    }
+
+    /// Waits for `n` messages on the dead-letter queue (consumed, so each test sees its own once).
+    pub async fn dead_letters(&self, n: usize) -> Vec<lapin::message::Delivery> {
+        let mut consumer = consume(&self.connection, &self.names.dead).await;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let delivery = tokio::time::timeout(WAIT, consumer.next())
+                .await
+                .expect("a dead letter within the deadline")
+                .expect("consumer open")
+                .expect("delivery");
+            out.push(delivery);
+        }
+        out
+    }
+
+    pub fn mock_url(&self, path: &str) -> String {
+        format!("{}{path}", self.mock.base_url())
+    }
+
+    /// Calls the mock's control API and returns the JSON it answered.
+    pub async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method, self.mock_url(path))
+            .basic_auth(USER, Some(PASSWORD));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("mock control call");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        self.control(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.control(reqwest::Method::GET, path, None).await
+    }
+
+    /// Triggers the worker's shutdown and waits for it to return.
+    pub async fn stop_worker(&mut self) {
+        self.shutdown.trigger();
+        if let Some(worker) = self.worker.take() {
+            worker.await.expect("worker task").expect("worker run");
+        }
+    }
+
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count()
+    }
+}
+
+pub async fn next_from(consumer: &mut lapin::Consumer) -> (JobResult, lapin::message::Delivery) {
+    let delivery = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("a result within the deadline")
+        .expect("consumer open")
+        .expect("delivery");
+    let value: Value = serde_json::from_slice(&delivery.data).expect("result is JSON");
+    crate::schemas::assert_valid("result.schema.json", &value);
+    (
+        serde_json::from_value(value).expect("result matches JobResult"),
+        delivery,
+    )
+}
+
+pub async fn drain(channel: &Channel, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+    let mut out = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        out.push(message);
+    }
+    out
+}
+
+impl Drop for TestApp {
+    /// Stops the worker and deletes the test's queues, even when the test panicked.
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        let url = self.amqp_url.clone();
+        let names = self.names.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(connection) =
+                    Connection::connect(&url, ConnectionProperties::default()).await
+                else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    for queue in [&names.fetch, &names.update, &names.results, &names.dead] {
+                        let _ = channel
+                            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                    }
+                }
+                let _ = connection.close(200, "cleanup".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A header as a string.
+pub fn header(properties: &BasicProperties, key: &str) -> Option<String> {
+    avatar_worker::broker::header_str(properties.headers().as_ref(), key)
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: real RabbitMQ, the mock gateway over HTTP, the worker in-process.
+
+mod broker;
+mod fetch;
+mod helpers;
+mod malformed;
+mod reconnect;
+mod routing;
+mod schemas;
+mod shutdown;
+mod update;

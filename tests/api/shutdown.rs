@@ -1,0 +1,109 @@
+use std::collections::HashMap;
+
+use avatar_worker::protocol::JobKind;
+use serde_json::json;
+
+use crate::helpers::{AppOptions, TestApp, drain, spawn_app_with};
+
+const JOBS: usize = 200;
+
+async fn publish_jobs(app: &TestApp) {
+    for i in 0..JOBS {
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": format!("s{i}"), "phone": format!("62812{i:08}")}),
+        )
+        .await;
+    }
+}
+
+/// Every job is either answered exactly once or back in its queue; none is lost, none answered twice.
+async fn assert_nothing_lost(app: &mut TestApp, first: String) -> (usize, usize) {
+    let mut seen: HashMap<String, usize> = HashMap::from([(first, 1)]);
+    for result in app.remaining_results().await {
+        *seen.entry(result.job_id.to_string()).or_default() += 1;
+    }
+    let answered = seen.len();
+    let answered_jobs = seen.keys().filter(|id| id.as_str() != "warm-up").count();
+    assert!(seen.values().all(|n| *n == 1), "no job answered twice");
+    let requeued = drain(&app.channel, &app.names.fetch.clone()).await;
+    for message in &requeued {
+        let value: serde_json::Value = serde_json::from_slice(&message.delivery.data).unwrap();
+        let id = value["job_id"].as_str().unwrap().to_string();
+        assert!(
+            !seen.contains_key(&id),
+            "{id} was answered and also requeued"
+        );
+        seen.insert(id, 1);
+    }
+    seen.remove("warm-up");
+    assert_eq!(seen.len(), JOBS, "every job accounted for");
+    let _ = answered_jobs;
+    (answered, requeued.len())
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_jobs_and_returns_the_rest() {
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(|s| {
+            s.worker.max_in_flight = 50;
+            s.worker.per_device_in_flight = 50;
+            s.worker.prefetch = 100;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    app.put("/_mock/faults", json!({"latency_ms": 300})).await;
+    publish_jobs(&app).await;
+    let first = app.next_result().await;
+    app.stop_worker().await;
+    let (answered, requeued) = assert_nothing_lost(&mut app, first.job_id.to_string()).await;
+    assert!(
+        answered >= 50,
+        "jobs in flight finish within the grace period: {answered}"
+    );
+    assert!(requeued > 0, "jobs not started go back to the queue");
+}
+
+#[tokio::test]
+async fn nothing_is_lost_when_the_grace_period_runs_out() {
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(|s| {
+            s.worker.max_in_flight = 50;
+            s.worker.per_device_in_flight = 50;
+            s.worker.shutdown_grace_ms = 200;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "warm-up", "phone": "6281299999999"}),
+    )
+    .await;
+    let first = app.next_result().await;
+    // From now on the gateway is far too slow for the grace period.
+    app.put("/_mock/faults", json!({"latency_ms": 5000})).await;
+    publish_jobs(&app).await;
+    // The broker's ready count is the only outside view of what the worker holds.
+    let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
+    while app.queue_depth(&app.names.fetch.clone()).await > (JOBS - 50) as u32 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never took the jobs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stopping = tokio::time::Instant::now();
+    app.stop_worker().await;
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(3),
+        "the grace period bounds the stop"
+    );
+    let (answered, requeued) = assert_nothing_lost(&mut app, first.job_id.to_string()).await;
+    assert_eq!(answered, 1, "only the warm-up job was answered");
+    assert_eq!(
+        requeued, JOBS,
+        "the abandoned in-flight jobs went back to the queue"
+    );
+}
