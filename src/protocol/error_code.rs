@@ -22,11 +22,13 @@ pub enum ErrorCode {
     ImageUrlForbidden,
     ImageFetchFailed,
     ResultUnroutable,
+    RedeliveryLimit,
+    Superseded,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidJob,
         ErrorCode::InvalidPhone,
         ErrorCode::NotOnWhatsapp,
@@ -45,6 +47,8 @@ impl ErrorCode {
         ErrorCode::ImageUrlForbidden,
         ErrorCode::ImageFetchFailed,
         ErrorCode::ResultUnroutable,
+        ErrorCode::RedeliveryLimit,
+        ErrorCode::Superseded,
         ErrorCode::Internal,
     ];
 
@@ -82,6 +86,8 @@ impl ErrorCode {
             ErrorCode::ImageUrlForbidden => "image_url_forbidden",
             ErrorCode::ImageFetchFailed => "image_fetch_failed",
             ErrorCode::ResultUnroutable => "result_unroutable",
+            ErrorCode::RedeliveryLimit => "redelivery_limit",
+            ErrorCode::Superseded => "superseded",
             ErrorCode::Internal => "internal",
         }
     }

@@ -4,6 +4,8 @@
 
 mod amqp;
 mod gateway;
+mod pacing;
+mod retry;
 mod topology;
 mod worker;
 
@@ -13,6 +15,8 @@ use serde::Deserialize;
 
 pub use amqp::AmqpSettings;
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
+pub use pacing::{DevicePacing, Limit, PacingSettings};
+pub use retry::{RetrySettings, delay_label};
 pub use topology::{QueueNames, QueueType, TopologySettings};
 pub use worker::WorkerSettings;
 
@@ -28,6 +32,8 @@ pub struct Settings {
     pub topology: TopologySettings,
     pub worker: WorkerSettings,
     pub gateway: GatewaySettings,
+    pub retry: RetrySettings,
+    pub pacing: PacingSettings,
     pub image: ImageSettings,
     pub log: LogSettings,
 }
@@ -103,6 +109,8 @@ impl Settings {
         self.topology.validate()?;
         self.worker.validate()?;
         self.gateway.validate()?;
+        self.retry.validate()?;
+        self.pacing.validate()?;
         Ok(())
     }
 }

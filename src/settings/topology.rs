@@ -45,6 +45,13 @@ pub struct QueueNames {
     pub dead: String,
 }
 
+impl QueueNames {
+    /// The delay queue of one retry tier for a job queue: `avatar.fetch.delay.5s`.
+    pub fn delay_queue(job_queue: &str, delay_ms: u64) -> String {
+        format!("{job_queue}.delay.{}", super::delay_label(delay_ms))
+    }
+}
+
 impl TopologySettings {
     pub fn names(&self) -> QueueNames {
         let name = |explicit: &Option<String>, suffix: &str| {

@@ -9,8 +9,6 @@ pub struct WorkerSettings {
     pub prefetch: u16,
     /// Jobs processed at once across all devices.
     pub max_in_flight: usize,
-    /// Jobs processed at once for one device.
-    pub per_device_in_flight: usize,
     /// On SIGTERM, how long in-flight jobs may take to finish before the rest go back to their queue.
     /// Fits inside docker's 10 s stop timeout.
     pub shutdown_grace_ms: u64,
@@ -26,7 +24,6 @@ impl Default for WorkerSettings {
         Self {
             prefetch: 100,
             max_in_flight: 64,
-            per_device_in_flight: 8,
             shutdown_grace_ms: 8_000,
             max_job_bytes: 16 * 1024 * 1024,
             download_max_bytes: 5 * 1024 * 1024,
@@ -42,9 +39,6 @@ impl WorkerSettings {
         }
         if self.max_in_flight == 0 {
             return Err(invalid("worker.max_in_flight", "must be at least 1"));
-        }
-        if self.per_device_in_flight == 0 {
-            return Err(invalid("worker.per_device_in_flight", "must be at least 1"));
         }
         if self.max_job_bytes < 1024 {
             return Err(invalid("worker.max_job_bytes", "must be at least 1024"));

@@ -1,17 +1,19 @@
-//! One delivery, from the bytes the broker pushed to the ack: parse, execute, publish the result with a
-//! confirm, dead-letter what must not come back, and only then ack.
+//! One delivery through the worker: parse, bound redeliveries, pace per device, execute, then retry
+//! through a delay queue or settle with a result (see [`super::reply`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use lapin::BasicProperties;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use rand::Rng;
 use tracing::Instrument;
 
 use super::Services;
 use super::execute::{Outcome, execute};
-use crate::broker::{DeadLetter, PublishError, Publisher};
-use crate::protocol::{ErrorCode, JobKind, JobResult, ParsedJob, Status, parse_job};
+use super::reply::{Settle, history_line};
+use crate::broker::{JobHeaders, Publisher};
+use crate::devices::{Admission, now_ms};
+use crate::protocol::{ErrorCode, Job, JobError, JobKind, JobResult, ParsedJob, Status, parse_job};
+use crate::settings::QueueNames;
 
 pub(crate) async fn handle(
     services: &Services,
@@ -37,28 +39,179 @@ pub(crate) async fn handle(
         kind = %kind,
         device_id = parsed.device_id.as_ref().map(|d| d.as_str()).unwrap_or("-"),
     );
-    async move {
-        let outcome = match &parsed.job {
-            Ok(job) => {
-                let _device_slot = services.devices.acquire(parsed.device_id.as_ref()).await;
-                execute(services, job).await
-            }
-            Err(err) => Err(err.clone()),
+    let mut headers = JobHeaders::read(delivery.properties.headers().as_ref());
+    async {
+        let settle = Settle {
+            services,
+            publisher,
+            delivery: &delivery,
+            kind,
         };
-        let result = envelope(&parsed, outcome, started);
-        match &result.error {
-            Some(err) => tracing::info!(code = %err.code, retryable = err.retryable, message = %err.message, "job failed"),
-            None => tracing::info!(status = result.status.as_str(), "job done"),
+        let job = match &parsed.job {
+            Ok(job) => job.clone(),
+            Err(err) => {
+                let result = envelope(&parsed, Err(err.clone()), &headers, started);
+                return settle.finish(&result, &headers, Some("invalid_job")).await;
+            }
+        };
+        if delivery.redelivered {
+            return guard_redelivery(&settle, &parsed, headers, started).await;
         }
-        settle(services, publisher, &parsed, &delivery, &result).await;
+        let device = parsed.device_id.as_ref();
+        let pacer = &services.pacer;
+        let hold = Duration::from_millis(services.settings.pacing.max_hold_ms);
+        match pacer.admit(device, kind, headers.slot_ms, now_ms()) {
+            Admission::Run => {}
+            Admission::Hold(wait) => tokio::time::sleep(wait).await,
+            Admission::Defer { delay, slot_ms } => {
+                tracing::debug!(?delay, "device busy; parking the job until its turn");
+                headers.slot_ms = Some(slot_ms);
+                return park_for(&settle, &headers, delay).await;
+            }
+        }
+        let _device_slot = match pacer.limit(device, kind) {
+            Some(limit) => match services
+                .gate
+                .acquire(device, kind, limit.concurrency, hold)
+                .await
+            {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!("device at its concurrency cap; parking the job");
+                    headers.slot_ms.get_or_insert_with(now_ms);
+                    return park_for(&settle, &headers, Duration::ZERO).await;
+                }
+            },
+            None => None,
+        };
+        let Ok(_permit) = services.in_flight.acquire().await else {
+            return settle.requeue().await;
+        };
+        let outcome = run(services, device, &job, &mut headers).await;
+        match outcome {
+            Err(err) if err.retryable => {
+                retry_or_give_up(&settle, &parsed, headers, err, started).await
+            }
+            outcome => {
+                let result = envelope(&parsed, outcome, &headers, started);
+                log_result(&result);
+                settle.finish(&result, &headers, None).await
+            }
+        }
     }
     .instrument(span)
     .await
 }
 
+/// Executes the job; for updates, enforces last-writer-wins per device.
+async fn run(
+    services: &Services,
+    device: Option<&crate::protocol::DeviceId>,
+    job: &Job,
+    headers: &mut JobHeaders,
+) -> Result<Outcome, JobError> {
+    let Job::Update(_) = job else {
+        return execute(services, job).await;
+    };
+    let stamp = *headers.stamp.get_or_insert_with(|| services.order.stamp());
+    if services.order.is_superseded(device, stamp) {
+        return Err(JobError::new(
+            ErrorCode::Superseded,
+            "a newer update for this device was applied first; this older one was skipped",
+        ));
+    }
+    let outcome = execute(services, job).await;
+    if outcome.is_ok() {
+        services.order.applied(device, stamp);
+    }
+    outcome
+}
+
+/// A delivery the broker gave us again: the worker that had it crashed or lost its connection. Counted in
+/// a header by republishing before running it, so a job that kills the worker cannot loop forever, on
+/// classic and quorum queues alike.
+async fn guard_redelivery(
+    settle: &Settle<'_>,
+    parsed: &ParsedJob,
+    mut headers: JobHeaders,
+    started: Instant,
+) {
+    headers.redeliveries += 1;
+    let limit = settle.services.settings.retry.max_redeliveries;
+    if headers.redeliveries > limit {
+        let err = JobError::new(
+            ErrorCode::RedeliveryLimit,
+            format!(
+                "delivered {} times without finishing; the worker may crash on it",
+                headers.redeliveries
+            ),
+        );
+        let result = envelope(parsed, Err(err), &headers, started);
+        log_result(&result);
+        return settle
+            .finish(&result, &headers, Some("redelivery_limit"))
+            .await;
+    }
+    tracing::info!(
+        redeliveries = headers.redeliveries,
+        "redelivered job: counted and requeued"
+    );
+    settle.park(settle.source_queue(), &headers, None).await
+}
+
+async fn retry_or_give_up(
+    settle: &Settle<'_>,
+    parsed: &ParsedJob,
+    mut headers: JobHeaders,
+    err: JobError,
+    started: Instant,
+) {
+    let services = settle.services;
+    if err.code == ErrorCode::RateLimited {
+        services
+            .pacer
+            .penalize(parsed.device_id.as_ref(), parsed.kind, now_ms());
+    }
+    let attempt = headers.attempts + 1;
+    headers
+        .history
+        .push(history_line(attempt, err.code, &err.message));
+    let retry = &services.settings.retry;
+    if attempt < retry.max_attempts {
+        headers.attempts = attempt;
+        headers.slot_ms = None;
+        let tier = retry.delays_ms[(attempt as usize - 1).min(retry.delays_ms.len() - 1)];
+        let jittered = rand::rng().random_range(tier * 4 / 5..=tier);
+        tracing::info!(code = %err.code, attempt, delay_ms = jittered, "transient failure; retrying later");
+        let queue = QueueNames::delay_queue(settle.source_queue(), tier);
+        return settle.park(&queue, &headers, Some(jittered)).await;
+    }
+    let result = envelope(parsed, Err(err), &headers, started);
+    log_result(&result);
+    settle
+        .finish(&result, &headers, Some("retries_exhausted"))
+        .await
+}
+
+/// Parks a job in the delay tier that fits `delay`: the largest tier not longer than it, or the shortest
+/// tier with the message's own shorter expiration.
+async fn park_for(settle: &Settle<'_>, headers: &JobHeaders, delay: Duration) {
+    let tiers = &settle.services.settings.retry.delays_ms;
+    let wanted = (delay.as_millis() as u64).max(1);
+    let tier = tiers
+        .iter()
+        .copied()
+        .filter(|t| *t <= wanted)
+        .max()
+        .unwrap_or_else(|| tiers.iter().copied().min().unwrap_or(1000));
+    let queue = QueueNames::delay_queue(settle.source_queue(), tier);
+    settle.park(&queue, headers, Some(wanted.min(tier))).await
+}
+
 fn envelope(
     parsed: &ParsedJob,
-    outcome: Result<Outcome, crate::protocol::JobError>,
+    outcome: Result<Outcome, JobError>,
+    headers: &JobHeaders,
     started: Instant,
 ) -> JobResult {
     let (status, avatar, image, error) = match outcome {
@@ -78,102 +231,18 @@ fn envelope(
         avatar,
         image,
         error,
-        attempts: 1,
+        attempts: headers.attempts + 1,
         duration_ms: started.elapsed().as_millis() as u64,
         finished_at: now_rfc3339(),
     }
 }
 
-/// Publishes the result, dead-letters when needed, then acks. If the broker cannot take the result,
-/// the job is returned to its queue instead: answered later, never lost.
-async fn settle(
-    services: &Services,
-    publisher: &Publisher,
-    parsed: &ParsedJob,
-    delivery: &Delivery,
-    result: &JobResult,
-) {
-    let names = &services.names;
-    let reply_to = delivery
-        .properties
-        .reply_to()
-        .as_ref()
-        .map(|q| q.to_string())
-        .unwrap_or_else(|| names.results.clone());
-    let correlation_id = delivery
-        .properties
-        .correlation_id()
-        .clone()
-        .unwrap_or_else(|| parsed.job_id.as_str().into());
-    let body = match serde_json::to_vec(result) {
-        Ok(body) => body,
-        Err(err) => {
-            tracing::error!(%err, "cannot serialise a result; returning the job to its queue");
-            return requeue(delivery).await;
+fn log_result(result: &JobResult) {
+    match &result.error {
+        Some(err) => {
+            tracing::info!(code = %err.code, retryable = err.retryable, message = %err.message, attempts = result.attempts, "job failed")
         }
-    };
-    let properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_correlation_id(correlation_id)
-        .with_message_id(parsed.job_id.as_str().into())
-        .with_type(result.kind.as_str().into());
-    let source_queue = match parsed.kind {
-        JobKind::Fetch => &names.fetch,
-        JobKind::Update => &names.update,
-    };
-    let dead_letter = |reason: &'static str, code: Option<ErrorCode>, message: Option<String>| async move {
-        let letter = DeadLetter {
-            body: &delivery.data,
-            properties: &delivery.properties,
-            source_queue,
-            job_id: parsed.job_id.as_str(),
-            reason,
-            error_code: code.map(ErrorCode::as_str),
-            error_message: message.as_deref(),
-        };
-        publisher.dead_letter(&names.dead, letter).await
-    };
-    let published = publisher.publish(&reply_to, &body, properties).await;
-    let dead_lettered = match published {
-        Ok(()) => match &result.error {
-            // A malformed job can never succeed: keep a copy for a person to look at, never requeue it.
-            Some(err) if err.code == ErrorCode::InvalidJob => {
-                dead_letter("invalid_job", Some(err.code), Some(err.message.clone())).await
-            }
-            _ => Ok(()),
-        },
-        Err(PublishError::Unroutable(queue)) => {
-            tracing::error!(reply_to = %queue, "result unroutable: no such reply queue; dead-lettering the job");
-            dead_letter(
-                "result_unroutable",
-                Some(ErrorCode::ResultUnroutable),
-                Some(format!("reply_to names no queue: {queue:?}")),
-            )
-            .await
-        }
-        Err(err) => Err(err),
-    };
-    match dead_lettered {
-        Ok(()) => {
-            if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
-                // The channel is gone: the broker will redeliver, and the job may be answered twice.
-                tracing::warn!(%err, "ack failed after the result was confirmed");
-            }
-        }
-        Err(err) => {
-            tracing::warn!(%err, "the broker did not confirm; returning the job to its queue");
-            requeue(delivery).await;
-        }
-    }
-}
-
-async fn requeue(delivery: &Delivery) {
-    let options = BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
-    };
-    if let Err(err) = delivery.acker.nack(options).await {
-        tracing::warn!(%err, "nack failed; the broker requeues the job when the channel closes");
+        None => tracing::info!(status = result.status.as_str(), "job done"),
     }
 }
 

@@ -10,6 +10,7 @@
 mod delivery;
 mod download;
 mod execute;
+mod reply;
 mod session;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::backend::AvatarBackend;
 use crate::broker::{self, Backoff};
-use crate::devices::DeviceGate;
+use crate::devices::{DeviceGate, Pacer, UpdateOrder};
 use crate::settings::{QueueNames, Settings};
 use crate::shutdown::Shutdown;
 
@@ -31,7 +32,9 @@ pub(crate) struct Services {
     settings: Settings,
     names: QueueNames,
     backend: Arc<dyn AvatarBackend>,
-    devices: DeviceGate,
+    pacer: Pacer,
+    gate: DeviceGate,
+    order: UpdateOrder,
     in_flight: Arc<Semaphore>,
     downloader: Downloader,
 }
@@ -49,7 +52,9 @@ impl Worker {
         )?;
         let services = Services {
             names: settings.topology.names(),
-            devices: DeviceGate::new(settings.worker.per_device_in_flight),
+            pacer: Pacer::new(settings.pacing.clone()),
+            gate: DeviceGate::new(),
+            order: UpdateOrder::new(),
             in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
             downloader,
             backend,

@@ -58,10 +58,12 @@ async fn consume(
 ) -> Result<SessionEnd, lapin::Error> {
     let names = &services.names;
     let publisher = Publisher::new(connection.create_channel().await?).await?;
+    let settings = &services.settings;
     broker::declare(
         publisher.channel(),
         names,
-        services.settings.topology.queue_type,
+        settings.topology.queue_type,
+        &settings.retry.delays_ms,
     )
     .await?;
     let consumer_channel = connection.create_channel().await?;
@@ -88,16 +90,9 @@ async fn consume(
         fetch.map(|d| (JobKind::Fetch, d)),
         update.map(|d| (JobKind::Update, d)),
     );
+    // Deliveries in hand are bounded by the prefetch window; each task takes an in-flight slot only once
+    // its device may run, so a throttled device never holds slots other devices need.
     loop {
-        // Take a slot first, so no delivery waits in a task while the worker is at its cap.
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.wait() => break,
-            permit = services.in_flight.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let next = tokio::select! {
             biased;
             _ = shutdown.wait() => break,
@@ -109,7 +104,6 @@ async fn consume(
                 let publisher = publisher.clone();
                 tracker.spawn(async move {
                     delivery::handle(&services, &publisher, kind, delivery).await;
-                    drop(permit);
                 });
             }
             Some((_, Err(err))) => return Ok(SessionEnd::Lost(err.to_string())),

@@ -85,6 +85,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.gateway.username = Some(USER.into());
     settings.gateway.password = Some(PASSWORD.into());
     settings.gateway.timeout_ms = 3_000;
+    // Tests opt in to pacing and retries; by default every job is answered on its first attempt.
+    settings.pacing.enabled = false;
+    settings.retry.max_attempts = 1;
+    settings.retry.delays_ms = vec![100, 200, 400];
     (options.configure)(&mut settings);
     settings.validate().expect("test settings are valid");
     let names = settings.topology.names();
@@ -97,9 +101,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .confirm_select(Default::default())
         .await
         .expect("confirm mode");
-    broker::declare(&channel, &names, settings.topology.queue_type)
-        .await
-        .expect("declare");
+    broker::declare(
+        &channel,
+        &names,
+        settings.topology.queue_type,
+        &settings.retry.delays_ms,
+    )
+    .await
+    .expect("declare");
     let results_channel = connection.create_channel().await.expect("channel");
     let results = results_channel
         .basic_consume(
@@ -329,6 +338,17 @@ impl Drop for TestApp {
         self.shutdown.trigger();
         let url = self.amqp_url.clone();
         let names = self.names.clone();
+        let mut queues = vec![
+            names.fetch.clone(),
+            names.update.clone(),
+            names.results.clone(),
+            names.dead.clone(),
+        ];
+        for job_queue in [&names.fetch, &names.update] {
+            for delay in &self.settings.retry.delays_ms {
+                queues.push(QueueNames::delay_queue(job_queue, *delay));
+            }
+        }
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -343,7 +363,7 @@ impl Drop for TestApp {
                     return;
                 };
                 if let Ok(channel) = connection.create_channel().await {
-                    for queue in [&names.fetch, &names.update, &names.results, &names.dead] {
+                    for queue in &queues {
                         let _ = channel
                             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                             .await;

@@ -47,7 +47,6 @@ async fn shutdown_finishes_in_flight_jobs_and_returns_the_rest() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(|s| {
             s.worker.max_in_flight = 50;
-            s.worker.per_device_in_flight = 50;
             s.worker.prefetch = 100;
         }),
         ..AppOptions::default()
@@ -70,7 +69,6 @@ async fn nothing_is_lost_when_the_grace_period_runs_out() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(|s| {
             s.worker.max_in_flight = 50;
-            s.worker.per_device_in_flight = 50;
             s.worker.shutdown_grace_ms = 200;
         }),
         ..AppOptions::default()
