@@ -193,3 +193,58 @@ impl ReplyQueue {
         }
     }
 }
+
+/// What `avatar-worker dead replay` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayReport {
+    pub replayed: usize,
+    /// Dead letters with no known source queue; left in the dead-letter queue.
+    pub skipped: usize,
+}
+
+impl Client {
+    /// Moves up to `limit` dead letters back to the job queue they came from, with their attempt and
+    /// redelivery counts reset. Each is acked from the dead-letter queue only after its republish is
+    /// confirmed, so a crash in between duplicates a job rather than losing it.
+    pub async fn replay_dead(&self, limit: Option<usize>) -> Result<ReplayReport, ClientError> {
+        use crate::broker::{JobHeaders, headers};
+        use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
+
+        let channel = self.connection.create_channel().await?;
+        let mut report = ReplayReport::default();
+        let mut skipped = Vec::new();
+        while limit.is_none_or(|limit| report.replayed < limit) {
+            let Some(message) = channel
+                .basic_get(self.names.dead.as_str().into(), BasicGetOptions { no_ack: false })
+                .await?
+            else {
+                break;
+            };
+            let delivery = message.delivery;
+            let table = delivery.properties.headers().clone();
+            let source = broker::header_str(table.as_ref(), headers::SOURCE_QUEUE)
+                .filter(|queue| *queue == self.names.fetch || *queue == self.names.update);
+            let Some(source) = source else {
+                skipped.push(delivery);
+                continue;
+            };
+            let mut inner = JobHeaders::default().write(table.as_ref()).inner().clone();
+            for key in [headers::REASON, headers::ERROR_CODE, headers::ERROR_MESSAGE, headers::SOURCE_QUEUE, headers::JOB_ID] {
+                inner.remove(key);
+            }
+            let properties = delivery.properties.clone().with_headers(inner.into());
+            self.publisher.publish(&source, &delivery.data, properties).await?;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            report.replayed += 1;
+        }
+        report.skipped = skipped.len();
+        for delivery in skipped {
+            delivery
+                .acker
+                .nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() })
+                .await?;
+        }
+        let _ = channel.close(200, "replayed".into()).await;
+        Ok(report)
+    }
+}

@@ -1,5 +1,6 @@
 //! The `avatar-worker` command line: `run`, `enqueue`, `image`.
 
+mod dead;
 mod enqueue;
 mod logging;
 mod run;
@@ -36,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         job: enqueue::EnqueueCommand,
     },
+    /// The dead-letter queue.
+    Dead {
+        #[command(subcommand)]
+        command: dead::DeadCommand,
+    },
 }
 
 fn parse_log_format(value: &str) -> Result<LogFormat, String> {
@@ -61,6 +67,10 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Enqueue { job } => {
             logging::init_quiet(&settings.log);
             enqueue::enqueue(&settings, job).await
+        }
+        Command::Dead { command } => {
+            logging::init_quiet(&settings.log);
+            dead::dead(&settings, command).await
         }
     }
 }

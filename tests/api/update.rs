@@ -33,7 +33,7 @@ async fn an_update_changes_the_devices_own_picture() {
     let image = result.image.expect("what was uploaded");
     assert_eq!(image.content_type, "image/jpeg");
     assert_eq!((image.width, image.height), (Some(600), Some(600)));
-    let stored = app.get("/_mock/devices/dev-a/avatar").await;
+    let stored = app.get("/_mock/devices/dev-a/avatar").await["results"].clone();
     assert_eq!(stored["uploaded_sha256"], json!(image.sha256), "{stored}");
     assert_eq!(stored["width"], json!(600));
 }

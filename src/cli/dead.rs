@@ -1,0 +1,29 @@
+use anyhow::Context;
+use clap::Subcommand;
+use secrecy::ExposeSecret;
+
+use crate::client::Client;
+use crate::settings::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// Move dead letters back to the job queue they came from, attempts reset.
+    Replay {
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+pub async fn dead(settings: &Settings, command: DeadCommand) -> anyhow::Result<()> {
+    let client = Client::connect_with(settings.amqp.url.expose_secret(), settings.topology.names())
+        .await
+        .with_context(|| format!("cannot reach the broker at {}", settings.amqp.redacted_url()))?;
+    match command {
+        DeadCommand::Replay { limit } => {
+            let report = client.replay_dead(limit).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(())
+}
