@@ -1,1 +1,18 @@
-fn main() {}
+//! `mock-server` binary: see `mock-server --help` and README.md.
+
+use clap::Parser;
+use mock_server::config::Cli;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let config = Cli::parse().into_config().map_err(anyhow::Error::msg)?;
+    let server = mock_server::spawn(config).await?;
+    tracing::info!(url = %server.base_url(), "ready");
+    tokio::signal::ctrl_c().await?;
+    server.shutdown().await;
+    Ok(())
+}

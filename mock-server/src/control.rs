@@ -1,0 +1,207 @@
+//! The control API under `/_mock/` (behind the same Basic auth as the gateway routes).
+//! Answers use the gateway envelope; bad input gives 400 `BAD_REQUEST`, unknown ids 404 `NOT_FOUND`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::devices::{DeviceState, control_view};
+use crate::envelope::{reply, success};
+use crate::faults::Faults;
+use crate::jid::world_key;
+use crate::state::{AppState, read, write};
+use crate::util::query_last;
+use crate::world::{self, Outcome};
+
+type St = State<Arc<AppState>>;
+
+fn bad_request(message: &str) -> Response {
+    reply(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+}
+
+fn not_found(message: &str) -> Response {
+    reply(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+}
+
+fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| bad_request(&format!("invalid JSON body: {e}")))
+}
+
+/// `POST /_mock/reset`.
+pub async fn reset(State(state): St) -> Response {
+    state.reset();
+    success::<()>("Mock reset", None)
+}
+
+/// `GET /_mock/devices`.
+pub async fn list_devices(State(state): St) -> Response {
+    let devices = read(&state.devices);
+    let items: Vec<_> = devices.list.iter().map(control_view).collect();
+    success("Mock devices", Some(&items))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutDevice {
+    state: Option<DeviceState>,
+    jid: Option<String>,
+}
+
+/// `PUT /_mock/devices/{id}` `{"state": ..., "jid": ...}`: creates (default state `logged_in`,
+/// next default JID) or updates the given fields.
+pub async fn put_device(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
+    let req: PutDevice = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Some(j) = &req.jid
+        && (!j.contains('@') || j.trim().is_empty())
+    {
+        return bad_request("jid: must be a JID such as 6281234500001:1@s.whatsapp.net.");
+    }
+    let mut devices = write(&state.devices);
+    let view = match devices.get_mut(&id) {
+        Some(d) => {
+            if let Some(s) = req.state {
+                d.state = s;
+            }
+            if let Some(j) = req.jid {
+                d.jid = j;
+            }
+            control_view(d)
+        }
+        None => control_view(devices.add(
+            id,
+            req.state.unwrap_or(DeviceState::LoggedIn),
+            req.jid,
+        )),
+    };
+    success("Mock device saved", Some(&view))
+}
+
+/// `DELETE /_mock/devices/{id}`.
+pub async fn delete_device(State(state): St, Path(id): Path<String>) -> Response {
+    if write(&state.devices).remove(&id) {
+        success::<()>("Mock device removed", None)
+    } else {
+        not_found(&format!("device {id} not found"))
+    }
+}
+
+/// `GET /_mock/devices/{id}/avatar`.
+pub async fn device_avatar(State(state): St, Path(id): Path<String>) -> Response {
+    let devices = read(&state.devices);
+    match devices.get(&id) {
+        None => not_found(&format!("device {id} not found")),
+        Some(d) => match &d.avatar {
+            None => not_found(&format!("device {id} has no uploaded avatar")),
+            Some(a) => success("Mock device avatar", Some(a.as_ref())),
+        },
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutContact {
+    picture: Option<String>,
+    id: Option<String>,
+}
+
+fn contact_view(key: &str, outcome: &Outcome, explicit: bool) -> serde_json::Value {
+    let (picture, id) = match outcome {
+        Outcome::Set { id } => ("set", Some(id.as_str())),
+        Outcome::NotSet => ("none", None),
+        Outcome::Hidden => ("hidden", None),
+        Outcome::NotOnWhatsapp => ("not_on_whatsapp", None),
+    };
+    json!({ "jid": key, "picture": picture, "id": id, "explicit": explicit })
+}
+
+/// `PUT /_mock/contacts/{phone-or-jid}` `{"picture": "set"|"none"|"hidden"|"not_on_whatsapp", "id": "..."}`.
+/// `id` applies to `set`; without it the world's stable id for that JID is used.
+pub async fn put_contact(State(state): St, Path(jid): Path<String>, body: Bytes) -> Response {
+    let req: PutContact = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let key = world_key(&jid);
+    if key.is_empty() {
+        return bad_request("jid: cannot be blank.");
+    }
+    let outcome = match req.picture.as_deref() {
+        Some("set") => {
+            let id = req
+                .id
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| world::picture_id(state.seed, &key));
+            if !id.bytes().all(|b| b.is_ascii_digit()) {
+                return bad_request("id: must be a numeric string.");
+            }
+            Outcome::Set { id }
+        }
+        Some("none") => Outcome::NotSet,
+        Some("hidden") => Outcome::Hidden,
+        Some("not_on_whatsapp") => Outcome::NotOnWhatsapp,
+        _ => {
+            return bad_request(
+                "picture: must be one of set, none, hidden, not_on_whatsapp.",
+            );
+        }
+    };
+    let view = contact_view(&key, &outcome, true);
+    write(&state.contacts).insert(key, outcome);
+    success("Mock contact saved", Some(&view))
+}
+
+/// `GET /_mock/contacts/{phone-or-jid}`: the effective outcome and whether it is explicit.
+pub async fn get_contact(State(state): St, Path(jid): Path<String>) -> Response {
+    let key = world_key(&jid);
+    let explicit = read(&state.contacts).contains_key(&key);
+    let outcome = state.lookup(&key);
+    success("Mock contact", Some(&contact_view(&key, &outcome, explicit)))
+}
+
+/// `DELETE /_mock/contacts/{phone-or-jid}`: back to the world's outcome.
+pub async fn delete_contact(State(state): St, Path(jid): Path<String>) -> Response {
+    write(&state.contacts).remove(&world_key(&jid));
+    success::<()>("Mock contact removed", None)
+}
+
+/// `GET /_mock/faults`.
+pub async fn get_faults(State(state): St) -> Response {
+    success("Mock faults", Some(&state.faults()))
+}
+
+/// `PUT /_mock/faults`: replaces the settings; omitted fields take their defaults.
+pub async fn put_faults(State(state): St, body: Bytes) -> Response {
+    let f: Faults = match parse(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(e) = f.validate() {
+        return bad_request(&e);
+    }
+    *write(&state.faults) = f;
+    success("Mock faults", Some(&f))
+}
+
+/// `GET /_mock/requests[?limit=N]`: recorded requests, newest last.
+pub async fn get_requests(State(state): St, RawQuery(q): RawQuery) -> Response {
+    let limit = query_last(q.as_deref().unwrap_or(""), "limit").and_then(|l| l.parse().ok());
+    success("Mock requests", Some(&state.log.snapshot(limit)))
+}
+
+/// `DELETE /_mock/requests`.
+pub async fn clear_requests(State(state): St) -> Response {
+    state.log.clear();
+    success::<()>("Mock requests cleared", None)
+}

@@ -1,0 +1,194 @@
+//! The router, the global body limit, and [`spawn`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::avatar::BODY_LIMIT;
+use crate::config::Config;
+use crate::envelope::{TEXT_CONTENT_TYPE, json_response, text};
+use crate::state::AppState;
+use crate::{auth, avatar, cdn, control, devices, requests_log};
+
+/// Errors of [`spawn`].
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running mock server. Dropping it stops the server too.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// `http://IP:PORT` of the bound socket.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base of the picture URLs (`public_url` or [`Self::base_url`]).
+    pub fn public_url(&self) -> &str {
+        &self.state.public_base
+    }
+
+    /// Stops accepting connections and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn body_limit(req: Request, next: Next) -> Response {
+    let too_big = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > BODY_LIMIT as u64);
+    if too_big {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
+    next.run(req).await
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    let body = format!("Cannot {} {}", method, uri.path());
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
+}
+
+/// The full router over a state (exposed for embedding; [`spawn`] is the usual entry point).
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route(
+            "/user/avatar",
+            get(avatar::get_avatar).post(avatar::post_avatar),
+        )
+        .route("/devices", get(devices::list).post(devices::add))
+        .route(
+            "/devices/{id}",
+            get(devices::get_info).delete(devices::remove),
+        )
+        .route("/devices/{id}/status", get(devices::get_status))
+        .route(&format!("{}{{file}}", cdn::PATH_PREFIX), get(cdn::serve))
+        .route("/_mock/reset", axum::routing::post(control::reset))
+        .route("/_mock/devices", get(control::list_devices))
+        .route(
+            "/_mock/devices/{id}",
+            axum::routing::put(control::put_device).delete(control::delete_device),
+        )
+        .route("/_mock/devices/{id}/avatar", get(control::device_avatar))
+        .route(
+            "/_mock/contacts/{jid}",
+            get(control::get_contact)
+                .put(control::put_contact)
+                .delete(control::delete_contact),
+        )
+        .route(
+            "/_mock/faults",
+            get(control::get_faults).put(control::put_faults),
+        )
+        .route(
+            "/_mock/requests",
+            get(control::get_requests).delete(control::clear_requests),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::basic_auth))
+        .layer(middleware::from_fn(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            requests_log::record,
+        ))
+        .with_state(state)
+}
+
+/// Binds `config.host:config.port` (port 0 = ephemeral) and serves in a background task.
+pub async fn spawn(config: Config) -> Result<MockServer, MockError> {
+    config.shares.validate().map_err(MockError::Config)?;
+    for (user, _) in &config.basic_auth {
+        if user.contains(':') {
+            return Err(MockError::Config(format!("invalid basic auth user {user:?}")));
+        }
+    }
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| MockError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| MockError::Bind { addr, source })?;
+    let public_base = config
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = Arc::new(AppState::new(&config, public_base));
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "mock server stopped");
+        }
+    });
+    tracing::info!(%addr, "mock server listening");
+    Ok(MockServer {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}

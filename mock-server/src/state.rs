@@ -1,0 +1,80 @@
+//! Shared server state. Locks are std locks held only for a lookup or an update.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::cdn::{Cdn, StoredPicture};
+use crate::config::{Config, Shares};
+use crate::devices::Devices;
+use crate::faults::Faults;
+use crate::requests_log::RequestLog;
+use crate::world::{self, Outcome};
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub seed: u64,
+    pub shares: Shares,
+    /// Base of picture URLs, without a trailing `/`.
+    pub public_base: String,
+    /// Basic-auth user → password (last pair wins).
+    pub auth: HashMap<String, String>,
+    pub initial_devices: Vec<String>,
+    pub devices: RwLock<Devices>,
+    /// Explicit contacts, keyed by [`crate::jid::world_key`].
+    pub contacts: RwLock<HashMap<String, Outcome>>,
+    /// Uploaded pictures by picture id.
+    pub uploads: RwLock<HashMap<String, Arc<StoredPicture>>>,
+    pub faults: RwLock<Faults>,
+    pub log: RequestLog,
+    pub cdn: Cdn,
+}
+
+/// Read lock that ignores poisoning (no handler panics while holding one).
+pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write lock that ignores poisoning.
+pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl AppState {
+    pub fn new(config: &Config, public_base: String) -> Self {
+        AppState {
+            seed: config.seed,
+            shares: config.shares,
+            public_base,
+            auth: config.basic_auth.iter().cloned().collect(),
+            initial_devices: config.devices.clone(),
+            devices: RwLock::new(Devices::new(&config.devices)),
+            contacts: RwLock::new(HashMap::new()),
+            uploads: RwLock::new(HashMap::new()),
+            faults: RwLock::new(Faults::default()),
+            log: RequestLog::default(),
+            cdn: Cdn::new(config.seed),
+        }
+    }
+
+    /// The effective outcome for a world key: an explicit contact, else the world's hash.
+    pub fn lookup(&self, key: &str) -> Outcome {
+        if let Some(o) = read(&self.contacts).get(key) {
+            return o.clone();
+        }
+        world::outcome(self.seed, &self.shares, key)
+    }
+
+    /// Current fault settings (copied out of the lock).
+    pub fn faults(&self) -> Faults {
+        *read(&self.faults)
+    }
+
+    /// `POST /_mock/reset`: initial devices, no contacts, uploads, faults or log entries.
+    pub fn reset(&self) {
+        *write(&self.devices) = Devices::new(&self.initial_devices);
+        write(&self.contacts).clear();
+        write(&self.uploads).clear();
+        *write(&self.faults) = Faults::default();
+        self.log.clear();
+    }
+}
