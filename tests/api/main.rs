@@ -5,6 +5,7 @@ mod fetch;
 mod helpers;
 mod malformed;
 mod reconnect;
+mod reliability;
 mod routing;
 mod schemas;
 mod shutdown;
