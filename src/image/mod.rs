@@ -48,11 +48,11 @@ pub struct PreparedImage {
 }
 
 impl PreparedImage {
-    fn new(bytes: Vec<u8>, content_type: &'static str, width: u32, height: u32) -> Self {
+    fn new(bytes: Bytes, content_type: &'static str, width: u32, height: u32) -> Self {
         let digest = Sha256::digest(&bytes);
         let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
         Self {
-            bytes: Bytes::from(bytes),
+            bytes,
             content_type,
             sha256,
             width,
@@ -106,7 +106,7 @@ pub fn normalize_bytes(data: &[u8], settings: &ImageSettings) -> Result<Prepared
     let square = normalize::square(decoded, settings)?;
     let jpeg = normalize::encode_jpeg(&square, settings)?;
     Ok(PreparedImage::new(
-        jpeg,
+        Bytes::from(jpeg),
         "image/jpeg",
         square.side,
         square.side,
@@ -156,7 +156,7 @@ pub fn validate_original(
     let (width, height) = (decoded.source_width, decoded.source_height);
     drop(decoded);
     Ok(PreparedImage::new(
-        data.to_vec(),
+        data,
         format.content_type(),
         width,
         height,

@@ -27,21 +27,23 @@ pub fn decode(data: &[u8], settings: &ImageSettings) -> Result<Decoded, ImageErr
         ));
     }
     let divisor = scale_divisor(width.min(height), settings.target());
-    let (out_w, out_h) = if divisor > 1 {
+    if divisor > 1 {
         let want_w = width.div_ceil(divisor) as u16;
         let want_h = height.div_ceil(divisor) as u16;
-        let (w, h) = decoder
+        decoder
             .scale(want_w, want_h)
             .map_err(|e| corrupt(Format::Jpeg, e))?;
-        (u32::from(w), u32::from(h))
-    } else {
-        (width, height)
-    };
+    }
     // Bounds the decoder's own buffers by the same pixel cap as the header check.
     decoder.set_max_decoding_buffer_size(
         usize::try_from(settings.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX),
     );
     let pixels = decoder.decode().map_err(|e| corrupt(Format::Jpeg, e))?;
+    // The output size after DCT scaling, as the decoder laid out `pixels`.
+    let scaled = decoder
+        .info()
+        .ok_or_else(|| corrupt(Format::Jpeg, "no frame header"))?;
+    let (out_w, out_h) = (u32::from(scaled.width), u32::from(scaled.height));
     let layout = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => Layout::Gray,
         jpeg_decoder::PixelFormat::RGB24 => Layout::Rgb,

@@ -60,6 +60,12 @@ pub fn decode(data: &[u8], settings: &ImageSettings) -> Result<Decoded, ImageErr
     reader.finish().map_err(|e| corrupt(Format::Png, e))?;
     let orientation = orientation_of(reader.info().exif_metadata.as_deref());
     let side = shrinker.out_side;
+    if shrinker.out.len() != side as usize * side as usize * 3 {
+        return Err(corrupt(
+            Format::Png,
+            "rows are shorter than the header says",
+        ));
+    }
     Ok(Decoded {
         source_width: width,
         source_height: height,
