@@ -3,8 +3,8 @@
 //!
 //! The gateway centre-crops anything over 640 px instead of scaling it, so a portrait loses most
 //! of the face; this pipeline hands it a square of at most 640 px so there is nothing left to
-//! crop. Steps: [`source`]/[`fetch`] (bytes, guarded) → [`sniff`] (magic bytes) → [`decode`]
-//! (header limits first, centre square, cheap pre-shrink) → [`normalize`] (Lanczos3 to the
+//! crop. Steps: `source`/`fetch` (bytes, guarded) → `sniff` (magic bytes) → `decode`
+//! (header limits first, centre square, cheap pre-shrink) → `normalize` (Lanczos3 to the
 //! target side, EXIF orientation, JPEG).
 
 mod decode;

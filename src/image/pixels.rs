@@ -7,7 +7,7 @@ pub enum Layout {
     GrayAlpha,
     Rgb,
     Rgba,
-    /// Adobe-style CMYK as produced by JPEG decoders (already inverted).
+    /// Ink amounts (0 = no ink), as `jpeg-decoder` reports them after undoing Adobe's inversion.
     Cmyk,
 }
 
@@ -68,9 +68,10 @@ pub fn to_rgb(src: &[u8], layout: Layout, dst: &mut [u8]) {
         }
         Layout::Cmyk => {
             for (d, s) in dst.zip(src.chunks_exact(4)) {
-                d[0] = mul255(s[0], s[3]);
-                d[1] = mul255(s[1], s[3]);
-                d[2] = mul255(s[2], s[3]);
+                let paper = 255 - s[3];
+                d[0] = mul255(255 - s[0], paper);
+                d[1] = mul255(255 - s[1], paper);
+                d[2] = mul255(255 - s[2], paper);
             }
         }
     }
@@ -87,5 +88,7 @@ mod tests {
         assert_eq!(out, [255, 255, 255, 0, 0, 0]);
         to_rgb(&[0, 128, 7, 7], Layout::GrayAlpha, &mut out);
         assert_eq!(&out[..3], &[127, 127, 127]);
+        to_rgb(&[0, 0, 0, 0, 255, 0, 0, 0], Layout::Cmyk, &mut out);
+        assert_eq!(out, [255, 255, 255, 0, 255, 255]);
     }
 }
