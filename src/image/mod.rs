@@ -1,25 +1,33 @@
-//! Preparing the picture of an avatar-update job: where the bytes come from, what they are, and what is uploaded.
+//! Preparing the picture of an avatar-update job: where the bytes come from, what they are, and
+//! what is uploaded.
 //!
-//! PLACEHOLDER: the full pipeline (URL sources, safe decoding, square scale to 640) replaces this module.
+//! The gateway centre-crops anything over 640 px instead of scaling it, so a portrait loses most
+//! of the face; this pipeline hands it a square of at most 640 px so there is nothing left to
+//! crop. Steps: `source`/`fetch` (bytes, guarded) → `sniff` (magic bytes) → `decode`
+//! (header limits first, centre square, cheap pre-shrink) → `normalize` (Lanczos3 to the
+//! target side, EXIF orientation, JPEG).
+
+mod decode;
+mod error;
+mod fetch;
+mod guard;
+mod normalize;
+mod orient;
+mod pixels;
+mod settings;
+mod sniff;
+mod source;
+
+use std::path::Path;
 
 use bytes::Bytes;
-use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-/// Limits and choices for preparing update images (`[image]` in the config).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ImageSettings {
-    /// Largest accepted source in bytes (base64-decoded or downloaded).
-    pub max_bytes: usize,
-}
-
-impl Default for ImageSettings {
-    fn default() -> Self {
-        Self {
-            max_bytes: 10 * 1024 * 1024,
-        }
-    }
-}
+pub use error::ImageError;
+pub use guard::forbidden_reason;
+pub use settings::ImageSettings;
+pub use sniff::{Format, sniff};
+pub use source::decode_base64;
 
 /// Where an update job's picture comes from.
 #[derive(Debug, Clone)]
@@ -33,29 +41,134 @@ pub enum ImageSource {
 pub struct PreparedImage {
     pub bytes: Bytes,
     pub content_type: &'static str,
+    /// Lowercase hex SHA-256 of `bytes`, so identical pictures need not be uploaded twice.
     pub sha256: String,
     pub width: u32,
     pub height: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error("{0}")]
-    UrlForbidden(String),
-    #[error("{message}")]
-    Fetch { message: String, retryable: bool },
+impl PreparedImage {
+    fn new(bytes: Bytes, content_type: &'static str, width: u32, height: u32) -> Self {
+        let digest = Sha256::digest(&bytes);
+        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            bytes,
+            content_type,
+            sha256,
+            width,
+            height,
+        }
+    }
 }
 
 /// Turns a job's image source into the bytes to upload.
+///
+/// With `normalize` the result is a square JPEG of at most `target_side` px; without it the
+/// original bytes are uploaded once they have been checked to be a complete JPEG, PNG or WebP
+/// within the limits. Decoding runs on the blocking pool so a large picture cannot stall the
+/// runtime's consumers.
 pub async fn prepare(
     source: &ImageSource,
     normalize: bool,
     settings: &ImageSettings,
 ) -> Result<PreparedImage, ImageError> {
-    let _ = (source, normalize, settings);
-    Err(ImageError::Invalid("image pipeline not built yet".into()))
+    let fetched = match source {
+        ImageSource::Url(url) => Some(fetch::fetch(url, settings).await?),
+        ImageSource::Base64(_) => None,
+    };
+    let base64 = match source {
+        ImageSource::Base64(text) => Some(text.clone()),
+        ImageSource::Url(_) => None,
+    };
+    let settings = settings.clone();
+    let work = move || {
+        let data = match (fetched, base64) {
+            (Some(bytes), _) => bytes,
+            (None, Some(text)) => Bytes::from(decode_base64(&text, settings.max_bytes)?),
+            (None, None) => return Err(ImageError::Invalid("no image source".into())),
+        };
+        if normalize {
+            normalize_bytes(&data, &settings)
+        } else {
+            validate_original(data, &settings)
+        }
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ImageError::Invalid(format!("the image could not be processed: {e}")))?
+}
+
+/// The whole pipeline on bytes already in memory: what `avatar-worker image normalize` runs.
+pub fn normalize_bytes(data: &[u8], settings: &ImageSettings) -> Result<PreparedImage, ImageError> {
+    check_size(data.len(), settings)?;
+    let format = sniff(data)?;
+    let decoded = decode::decode(data, format, settings)?;
+    let square = normalize::square(decoded, settings)?;
+    let jpeg = normalize::encode_jpeg(&square, settings)?;
+    Ok(PreparedImage::new(
+        Bytes::from(jpeg),
+        "image/jpeg",
+        square.side,
+        square.side,
+    ))
+}
+
+/// Reads `input`, normalises it and writes the JPEG to `output`; I/O failures are reported as
+/// [`NormalizeFileError::Io`] so the CLI can tell them apart from a refused picture.
+pub fn normalize_file(
+    input: &Path,
+    output: &Path,
+    settings: &ImageSettings,
+) -> Result<PreparedImage, NormalizeFileError> {
+    let data = std::fs::read(input).map_err(|source| NormalizeFileError::Io {
+        path: input.display().to_string(),
+        source,
+    })?;
+    let prepared = normalize_bytes(&data, settings)?;
+    std::fs::write(output, &prepared.bytes).map_err(|source| NormalizeFileError::Io {
+        path: output.display().to_string(),
+        source,
+    })?;
+    Ok(prepared)
+}
+
+/// Why [`normalize_file`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+/// Checks the original completely (a truncated file fails here, not at the gateway) and
+/// returns it unchanged; width and height are as stored in the file.
+pub fn validate_original(
+    data: Bytes,
+    settings: &ImageSettings,
+) -> Result<PreparedImage, ImageError> {
+    check_size(data.len(), settings)?;
+    let format = sniff(&data)?;
+    let decoded = decode::decode(&data, format, settings)?;
+    let (width, height) = (decoded.source_width, decoded.source_height);
+    drop(decoded);
+    Ok(PreparedImage::new(
+        data,
+        format.content_type(),
+        width,
+        height,
+    ))
+}
+
+fn check_size(len: usize, settings: &ImageSettings) -> Result<(), ImageError> {
+    if len > settings.max_bytes {
+        return Err(ImageError::TooLarge(format!(
+            "the image is {len} bytes; the limit is {} (image.max_bytes)",
+            settings.max_bytes
+        )));
+    }
+    Ok(())
 }

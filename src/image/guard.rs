@@ -1,0 +1,159 @@
+//! The server-side request forgery guard: which addresses a job's image URL may reach.
+//!
+//! A job author could otherwise point the worker at the cloud metadata service, the broker's
+//! management API or anything else only reachable from inside the network.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Why an address is refused, or `None` when it is a public unicast address.
+pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => v4_reason(v4),
+        IpAddr::V6(v6) => v6_reason(v6),
+    }
+}
+
+fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    if ip.is_unspecified() || a == 0 {
+        Some("an unspecified address")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if a == 10 || (a == 172 && (16..=31).contains(&b)) || (a == 192 && b == 168) {
+        Some("a private address")
+    } else if a == 100 && (64..=127).contains(&b) {
+        Some("a shared (CGNAT) address")
+    } else if a == 169 && b == 254 {
+        Some("a link-local address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_broadcast() || a >= 240 {
+        Some("a reserved address")
+    } else if (a == 192 && b == 0 && c == 0) || (a == 198 && (18..=19).contains(&b)) {
+        Some("a special-purpose address")
+    } else {
+        None
+    }
+}
+
+fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
+    let seg = ip.segments();
+    if ip.is_unspecified() {
+        return Some("an unspecified address");
+    }
+    if ip.is_loopback() {
+        return Some("a loopback address");
+    }
+    // Addresses that carry an IPv4 address reach that IPv4 host: judge the embedded one.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return v4_reason(v4);
+    }
+    if seg[..6] == [0, 0, 0, 0, 0, 0] {
+        // IPv4-compatible (deprecated) form ::a.b.c.d
+        return v4_reason(embedded_v4(seg[6], seg[7]));
+    }
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // NAT64 well-known prefix
+        return v4_reason(embedded_v4(seg[6], seg[7]));
+    }
+    if seg[0] == 0x2002 {
+        // 6to4 carries the IPv4 address in the second and third segments.
+        return v4_reason(embedded_v4(seg[1], seg[2]));
+    }
+    if seg[0] & 0xff00 == 0xff00 {
+        Some("a multicast address")
+    } else if seg[0] & 0xffc0 == 0xfe80 {
+        Some("a link-local address")
+    } else if seg[0] & 0xffc0 == 0xfec0 {
+        Some("a site-local address")
+    } else if seg[0] & 0xfe00 == 0xfc00 {
+        Some("a unique-local address")
+    } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
+        Some("a documentation address")
+    } else {
+        None
+    }
+}
+
+fn embedded_v4(hi: u16, lo: u16) -> Ipv4Addr {
+    let [a, b] = hi.to_be_bytes();
+    let [c, d] = lo.to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// Whether `host` (as written in the URL, IPv6 in brackets) and `port` are on the allow-list,
+/// which takes `host` or `host:port` entries.
+pub fn is_allowed(allow_hosts: &[String], host: &str, port: u16) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let with_port = format!("{host}:{port}");
+    allow_hosts.iter().any(|entry| {
+        let entry = entry.trim().to_ascii_lowercase();
+        entry == host || entry == with_port || (strip_brackets(&entry) == strip_brackets(&host))
+    })
+}
+
+fn strip_brackets(s: &str) -> &str {
+    s.strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(s: &str) -> bool {
+        forbidden_reason(s.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))).is_some()
+    }
+
+    #[test]
+    fn classifies_addresses() {
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.169.254",
+            "224.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+            "2002:c0a8:0101::1",
+        ] {
+            assert!(refused(bad), "{bad} should be refused");
+        }
+        for good in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!refused(good), "{good} should be allowed");
+        }
+    }
+
+    #[test]
+    fn allow_list_matches_host_or_host_port() {
+        let list = vec![
+            "mock:8080".to_string(),
+            "127.0.0.1".to_string(),
+            "[::1]:9".to_string(),
+        ];
+        assert!(is_allowed(&list, "mock", 8080));
+        assert!(!is_allowed(&list, "mock", 80));
+        assert!(is_allowed(&list, "127.0.0.1", 1234));
+        assert!(is_allowed(&list, "[::1]", 9));
+        assert!(!is_allowed(&list, "localhost", 80));
+    }
+}
