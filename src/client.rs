@@ -215,7 +215,10 @@ impl Client {
         let mut skipped = Vec::new();
         while limit.is_none_or(|limit| report.replayed < limit) {
             let Some(message) = channel
-                .basic_get(self.names.dead.as_str().into(), BasicGetOptions { no_ack: false })
+                .basic_get(
+                    self.names.dead.as_str().into(),
+                    BasicGetOptions { no_ack: false },
+                )
                 .await?
             else {
                 break;
@@ -229,11 +232,19 @@ impl Client {
                 continue;
             };
             let mut inner = JobHeaders::default().write(table.as_ref()).inner().clone();
-            for key in [headers::REASON, headers::ERROR_CODE, headers::ERROR_MESSAGE, headers::SOURCE_QUEUE, headers::JOB_ID] {
+            for key in [
+                headers::REASON,
+                headers::ERROR_CODE,
+                headers::ERROR_MESSAGE,
+                headers::SOURCE_QUEUE,
+                headers::JOB_ID,
+            ] {
                 inner.remove(key);
             }
             let properties = delivery.properties.clone().with_headers(inner.into());
-            self.publisher.publish(&source, &delivery.data, properties).await?;
+            self.publisher
+                .publish(&source, &delivery.data, properties)
+                .await?;
             delivery.acker.ack(BasicAckOptions::default()).await?;
             report.replayed += 1;
         }
@@ -241,7 +252,10 @@ impl Client {
         for delivery in skipped {
             delivery
                 .acker
-                .nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() })
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
                 .await?;
         }
         let _ = channel.close(200, "replayed".into()).await;

@@ -18,7 +18,12 @@ pub enum DeadCommand {
 pub async fn dead(settings: &Settings, command: DeadCommand) -> anyhow::Result<()> {
     let client = Client::connect_with(settings.amqp.url.expose_secret(), settings.topology.names())
         .await
-        .with_context(|| format!("cannot reach the broker at {}", settings.amqp.redacted_url()))?;
+        .with_context(|| {
+            format!(
+                "cannot reach the broker at {}",
+                settings.amqp.redacted_url()
+            )
+        })?;
     match command {
         DeadCommand::Replay { limit } => {
             let report = client.replay_dead(limit).await?;

@@ -34,19 +34,25 @@ pub(crate) async fn run(
         Err(err) => SessionEnd::Lost(err.to_string()),
     };
     tracker.close();
-    if matches!(end, SessionEnd::Shutdown) {
-        let grace = Duration::from_millis(services.settings.worker.shutdown_grace_ms);
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(
-                unfinished = tracker.len(),
-                "grace period over; unfinished jobs go back to their queue"
-            );
-        }
-    }
     // Closing returns every unacked delivery to its queue. Tasks of a lost connection finish on their
     // own: their publishes and acks fail and the broker redelivers those jobs.
     let _ = connection.close(200, "worker stopping".into()).await;
     end
+}
+
+/// Lets in-flight jobs finish within the grace period, then closes the consuming channel. Closing the
+/// channel (and waiting for the broker's close-ok) before the connection makes sure every ack already
+/// sent has been processed: a connection close can overtake acks still queued in the broker's channel.
+async fn drain(services: &Services, tracker: &TaskTracker, channel: &Channel) {
+    tracker.close();
+    let grace = Duration::from_millis(services.settings.worker.shutdown_grace_ms);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            unfinished = tracker.len(),
+            "grace period over; unfinished jobs go back to their queue"
+        );
+    }
+    let _ = channel.close(200, "worker stopping".into()).await;
 }
 
 async fn consume(
@@ -116,6 +122,7 @@ async fn consume(
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
     }
+    drain(services, tracker, &consumer_channel).await;
     Ok(SessionEnd::Shutdown)
 }
 

@@ -62,14 +62,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    // RUST_LOG=avatar_worker=debug shows the worker's logs of a failing test.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let amqp_url = broker_url().await;
-    let mock = mock_server::spawn(mock_server::Config {
-        basic_auth: vec![(USER.into(), PASSWORD.into())],
-        devices: options.devices.clone(),
-        ..mock_server::Config::default()
-    })
-    .await
-    .expect("mock server starts");
+    let mock = mock_server::spawn(mock_config(options.devices.clone()))
+        .await
+        .expect("mock server starts");
 
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
     let mut settings = Settings::default();
@@ -139,6 +140,22 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         results_channel,
         shutdown,
         worker,
+    }
+}
+
+/// The mock gateway the tests use: Basic auth on, these devices logged in, and every contact with a
+/// picture unless a test says otherwise through the control API.
+pub fn mock_config(devices: Vec<String>) -> mock_server::Config {
+    mock_server::Config {
+        basic_auth: vec![(USER.into(), PASSWORD.into())],
+        devices,
+        shares: mock_server::Shares {
+            set: 1.0,
+            not_set: 0.0,
+            hidden: 0.0,
+            not_on_whatsapp: 0.0,
+        },
+        ..mock_server::Config::default()
     }
 }
 

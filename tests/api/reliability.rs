@@ -21,38 +21,79 @@ fn retries(attempts: u32) -> Box<dyn FnOnce(&mut avatar_worker::settings::Settin
 
 #[tokio::test]
 async fn transient_failures_retry_then_dead_letter_with_their_history() {
-    let mut app = spawn_app_with(AppOptions { configure: retries(3), ..AppOptions::default() }).await;
-    app.put("/_mock/faults", json!({"rate_overlimit": 1.0})).await;
-    app.publish_json(JobKind::Fetch, &json!({"job_id": "flaky", "phone": "6281300000001"})).await;
+    let mut app = spawn_app_with(AppOptions {
+        configure: retries(3),
+        ..AppOptions::default()
+    })
+    .await;
+    app.put("/_mock/faults", json!({"rate_overlimit": 1.0}))
+        .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "flaky", "phone": "6281300000001"}),
+    )
+    .await;
     let result = app.next_result().await;
     let error = result.error.as_ref().unwrap();
-    assert_eq!((error.code, error.retryable, result.attempts), (ErrorCode::RateLimited, true, 3));
+    assert_eq!(
+        (error.code, error.retryable, result.attempts),
+        (ErrorCode::RateLimited, true, 3)
+    );
     let dead = app.dead_letters(1).await;
     let props = &dead[0].properties;
-    assert_eq!(header(props, headers::REASON).as_deref(), Some("retries_exhausted"));
-    assert_eq!(header(props, headers::ERROR_CODE).as_deref(), Some("rate_limited"));
-    let history = match props.headers().as_ref().unwrap().inner().get(headers::HISTORY) {
+    assert_eq!(
+        header(props, headers::REASON).as_deref(),
+        Some("retries_exhausted")
+    );
+    assert_eq!(
+        header(props, headers::ERROR_CODE).as_deref(),
+        Some("rate_limited")
+    );
+    let history = match props
+        .headers()
+        .as_ref()
+        .unwrap()
+        .inner()
+        .get(headers::HISTORY)
+    {
         Some(AMQPValue::FieldArray(items)) => items.as_slice().len(),
         other => panic!("{other:?}"),
     };
     assert_eq!(history, 3, "one line per attempt");
-    let gets = app.get("/_mock/requests").await["results"].as_array().unwrap().len();
+    let gets = app.get("/_mock/requests").await["results"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(gets, 3, "three attempts reached the gateway");
 
     // The dead letter can be replayed once the cause is gone.
-    app.put("/_mock/faults", json!({"rate_overlimit": 0.0})).await;
-    let client = avatar_worker::client::Client::connect_with(&app.amqp_url, app.names.clone()).await.unwrap();
-    app.publish_json(JobKind::Fetch, &json!({"job_id": "bad", "phone": "letters-only"})).await;
+    app.put("/_mock/faults", json!({"rate_overlimit": 0.0}))
+        .await;
+    let client = avatar_worker::client::Client::connect_with(&app.amqp_url, app.names.clone())
+        .await
+        .unwrap();
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "bad", "phone": "letters-only"}),
+    )
+    .await;
     let _ = app.next_result().await;
     let report = client.replay_dead(Some(1)).await.unwrap();
     assert_eq!(report.replayed, 1);
     let replayed = app.next_result().await;
-    assert_eq!((replayed.job_id.as_str(), replayed.status, replayed.attempts), ("bad", Status::Error, 1));
+    assert_eq!(
+        (replayed.job_id.as_str(), replayed.status, replayed.attempts),
+        ("bad", Status::Error, 1)
+    );
 }
 
 #[tokio::test]
 async fn gateway_down_for_ten_seconds_then_back_every_job_finishes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(move |s| {
             s.gateway.base_url = format!("http://127.0.0.1:{port}");
@@ -64,21 +105,28 @@ async fn gateway_down_for_ten_seconds_then_back_every_job_finishes() {
     .await;
     const JOBS: usize = 30;
     for i in 0..JOBS {
-        app.publish_json(JobKind::Fetch, &json!({"job_id": format!("g{i}"), "phone": format!("62814{i:08}")})).await;
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": format!("g{i}"), "phone": format!("62814{i:08}")}),
+        )
+        .await;
     }
     // The outage itself is the scenario: ten seconds of nothing listening on the gateway's port.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let gateway = mock_server::spawn(mock_server::Config {
         port,
-        basic_auth: vec![(crate::helpers::USER.into(), crate::helpers::PASSWORD.into())],
-        devices: vec!["dev-a".into()],
-        ..mock_server::Config::default()
+        ..crate::helpers::mock_config(vec!["dev-a".into()])
     })
     .await
     .unwrap();
     let results = app.results(JOBS).await;
-    assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
-    assert!(results.iter().all(|r| r.attempts > 1), "every job was retried");
+    for result in &results {
+        assert_eq!(result.status, Status::Ok, "{:?}", result.error);
+    }
+    assert!(
+        results.iter().all(|r| r.attempts > 1),
+        "every job was retried"
+    );
     drop(gateway);
 }
 
@@ -94,10 +142,18 @@ async fn two_thousand_jobs_under_gateway_faults_all_end_with_a_named_outcome() {
         ..AppOptions::default()
     })
     .await;
-    app.put("/_mock/faults", json!({"rate_overlimit": 0.2, "timeout": 0.1, "timeout_ms": 20, "internal_error": 0.1})).await;
+    app.put(
+        "/_mock/faults",
+        json!({"rate_overlimit": 0.2, "timeout": 0.1, "timeout_ms": 20, "internal_error": 0.1}),
+    )
+    .await;
     const JOBS: usize = 2000;
     for i in 0..JOBS {
-        app.publish_json(JobKind::Fetch, &json!({"job_id": format!("f{i}"), "phone": format!("62815{i:08}")})).await;
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": format!("f{i}"), "phone": format!("62815{i:08}")}),
+        )
+        .await;
     }
     let mut outcomes: HashMap<String, usize> = HashMap::new();
     let mut seen = HashSet::new();
@@ -105,8 +161,17 @@ async fn two_thousand_jobs_under_gateway_faults_all_end_with_a_named_outcome() {
         let result = app.next_result().await;
         let outcome = match &result.error {
             Some(err) => {
-                assert!(matches!(err.code, ErrorCode::RateLimited | ErrorCode::Timeout | ErrorCode::GatewayError), "{err:?}");
-                assert_eq!(result.attempts, 5, "errors come only after the last attempt");
+                assert!(
+                    matches!(
+                        err.code,
+                        ErrorCode::RateLimited | ErrorCode::Timeout | ErrorCode::GatewayError
+                    ),
+                    "{err:?}"
+                );
+                assert_eq!(
+                    result.attempts, 5,
+                    "errors come only after the last attempt"
+                );
                 err.code.to_string()
             }
             None => result.status.as_str().to_string(),
@@ -116,40 +181,74 @@ async fn two_thousand_jobs_under_gateway_faults_all_end_with_a_named_outcome() {
         }
     }
     eprintln!("outcomes of {JOBS} jobs under faults: {outcomes:?}");
-    assert!(outcomes.get("ok").copied().unwrap_or(0) + outcomes.get("not_set").copied().unwrap_or(0) > JOBS * 9 / 10);
+    assert!(
+        outcomes.get("ok").copied().unwrap_or(0) + outcomes.get("not_set").copied().unwrap_or(0)
+            > JOBS * 9 / 10
+    );
 }
 
 #[tokio::test]
 async fn a_job_that_keeps_coming_back_is_dead_lettered() {
-    let mut app = spawn_app_with(AppOptions { start_worker: false, ..AppOptions::default() }).await;
+    let mut app = spawn_app_with(AppOptions {
+        start_worker: false,
+        ..AppOptions::default()
+    })
+    .await;
     // Two jobs, one already seen 5 times (the limit): make the broker mark both redelivered by taking
     // and nacking them, as it would after a worker crash.
     for (id, seen) in [("poison", 5i64), ("unlucky", 0)] {
         let mut table = FieldTable::default();
         table.insert(headers::REDELIVERIES.into(), AMQPValue::LongLongInt(seen));
-        let properties = BasicProperties::default().with_message_id(id.into()).with_headers(table);
-        app.publish_raw(JobKind::Fetch, br#"{"phone":"6281600000001"}"#, properties).await;
+        let properties = BasicProperties::default()
+            .with_message_id(id.into())
+            .with_headers(table);
+        app.publish_raw(JobKind::Fetch, br#"{"phone":"6281600000001"}"#, properties)
+            .await;
     }
     let channel = app.connection.create_channel().await.unwrap();
     let mut taker = channel
-        .basic_consume(app.names.fetch.as_str().into(), "taker".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            app.names.fetch.as_str().into(),
+            "taker".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     for _ in 0..2 {
         use futures_util::StreamExt;
         let delivery = taker.next().await.unwrap().unwrap();
-        delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await.unwrap();
+        delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await
+            .unwrap();
     }
     channel.close(200, "done".into()).await.unwrap();
     let shutdown = app.shutdown_handle();
     let _worker = crate::helpers::start_worker(&app.settings, &shutdown);
     let results = app.results(2).await;
-    let poison = results.iter().find(|r| r.job_id.as_str() == "poison").unwrap();
-    assert_eq!(poison.error.as_ref().unwrap().code, ErrorCode::RedeliveryLimit);
-    let unlucky = results.iter().find(|r| r.job_id.as_str() == "unlucky").unwrap();
+    let poison = results
+        .iter()
+        .find(|r| r.job_id.as_str() == "poison")
+        .unwrap();
+    assert_eq!(
+        poison.error.as_ref().unwrap().code,
+        ErrorCode::RedeliveryLimit
+    );
+    let unlucky = results
+        .iter()
+        .find(|r| r.job_id.as_str() == "unlucky")
+        .unwrap();
     assert!(unlucky.error.is_none(), "{unlucky:?}");
     let dead = app.dead_letters(1).await;
-    assert_eq!(header(&dead[0].properties, headers::REASON).as_deref(), Some("redelivery_limit"));
+    assert_eq!(
+        header(&dead[0].properties, headers::REASON).as_deref(),
+        Some("redelivery_limit")
+    );
 }
 
 #[tokio::test]
@@ -158,10 +257,18 @@ async fn a_throttled_device_never_delays_another() {
         devices: vec!["dev-a".into(), "dev-b".into()],
         configure: Box::new(|s| {
             s.pacing.enabled = true;
-            s.pacing.fetch = Limit { rate_per_s: 5.0, burst: 1, concurrency: 2 };
+            s.pacing.fetch = Limit {
+                rate_per_s: 5.0,
+                burst: 1,
+                concurrency: 2,
+            };
             s.pacing.devices = vec![DevicePacing {
                 devices: vec!["dev-b".into()],
-                fetch: Some(Limit { rate_per_s: 0.0, burst: 1, concurrency: 16 }),
+                fetch: Some(Limit {
+                    rate_per_s: 0.0,
+                    burst: 1,
+                    concurrency: 16,
+                }),
                 update: None,
             }];
             s.retry.delays_ms = vec![500, 1000, 2000];
@@ -169,12 +276,12 @@ async fn a_throttled_device_never_delays_another() {
         ..AppOptions::default()
     })
     .await;
+    let started = Instant::now();
     for device in ["dev-a", "dev-b"] {
         for i in 0..300 {
             app.publish_json(JobKind::Fetch, &json!({"job_id": format!("{device}-{i}"), "device_id": device, "phone": format!("62817{i:08}")})).await;
         }
     }
-    let started = Instant::now();
     let (mut a_done, mut b_done) = (0usize, 0usize);
     let mut b_finished_at = None;
     while b_done < 300 {
@@ -190,9 +297,15 @@ async fn a_throttled_device_never_delays_another() {
     }
     let b_time = b_finished_at.unwrap();
     eprintln!("device B: 300 jobs in {b_time:?}; device A meanwhile: {a_done}");
-    assert!(b_time < Duration::from_secs(10), "B is not held behind A: {b_time:?}");
+    assert!(
+        b_time < Duration::from_secs(10),
+        "B is not held behind A: {b_time:?}"
+    );
     let allowed = 1.0 + 5.0 * b_time.as_secs_f64() * 1.1 + 2.0;
-    assert!((a_done as f64) <= allowed, "A keeps to 5/s: {a_done} in {b_time:?}");
+    assert!(
+        (a_done as f64) <= allowed,
+        "A keeps to 5/s: {a_done} in {b_time:?}"
+    );
     // A proceeds at its rate: the next 10 of its jobs take about 2 s.
     let a_started = Instant::now();
     let mut more = 0;
@@ -203,7 +316,10 @@ async fn a_throttled_device_never_delays_another() {
         }
     }
     let a_time = a_started.elapsed();
-    assert!(a_time > Duration::from_millis(1400), "10 jobs at 5/s take about 2 s: {a_time:?}");
+    assert!(
+        a_time > Duration::from_millis(1400),
+        "10 jobs at 5/s take about 2 s: {a_time:?}"
+    );
 }
 
 #[tokio::test]
@@ -211,23 +327,37 @@ async fn updates_for_one_device_apply_in_arrival_order() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(|s| {
             s.pacing.enabled = true;
-            s.pacing.update = Limit { rate_per_s: 0.0, burst: 1, concurrency: 1 };
+            s.pacing.update = Limit {
+                rate_per_s: 0.0,
+                burst: 1,
+                concurrency: 1,
+            };
         }),
         ..AppOptions::default()
     })
     .await;
-    let images: Vec<Vec<u8>> = (0..3).map(|i| crate::update::encoded(400 + i * 20, 400, image::ImageFormat::Png)).collect();
+    let images: Vec<Vec<u8>> = (0..3)
+        .map(|i| crate::update::encoded(400 + i * 20, 400, image::ImageFormat::Png))
+        .collect();
     for (i, image) in images.iter().enumerate() {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(image);
-        app.publish_json(JobKind::Update, &json!({"job_id": format!("u{i}"), "device_id": "dev-a", "image": {"base64": b64}})).await;
+        app.publish_json(
+            JobKind::Update,
+            &json!({"job_id": format!("u{i}"), "device_id": "dev-a", "image": {"base64": b64}}),
+        )
+        .await;
     }
     let results = app.results(3).await;
     let order: Vec<&str> = results.iter().map(|r| r.job_id.as_str()).collect();
     assert_eq!(order, ["u0", "u1", "u2"], "applied in arrival order");
     let last = results[2].image.as_ref().unwrap();
     let stored = app.get("/_mock/devices/dev-a/avatar").await["results"].clone();
-    assert_eq!(stored["uploaded_sha256"], json!(last.sha256), "the last one wins");
+    assert_eq!(
+        stored["uploaded_sha256"],
+        json!(last.sha256),
+        "the last one wins"
+    );
 }
 
 #[tokio::test]
@@ -240,9 +370,14 @@ async fn quorum_queues_work_the_same() {
         ..AppOptions::default()
     })
     .await;
-    app.put("/_mock/faults", json!({"rate_overlimit": 0.3})).await;
+    app.put("/_mock/faults", json!({"rate_overlimit": 0.3}))
+        .await;
     for i in 0..100 {
-        app.publish_json(JobKind::Fetch, &json!({"job_id": format!("q{i}"), "phone": format!("62818{i:08}")})).await;
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": format!("q{i}"), "phone": format!("62818{i:08}")}),
+        )
+        .await;
     }
     let mut seen = HashSet::new();
     while seen.len() < 100 {

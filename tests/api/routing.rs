@@ -9,11 +9,7 @@ use crate::helpers::{AppOptions, consume, next_from, spawn_app, spawn_app_with};
 /// The device header of every `GET /user/avatar` the mock saw.
 async fn device_headers(app: &crate::helpers::TestApp) -> Vec<Option<String>> {
     let log = app.get("/_mock/requests").await;
-    let entries = log
-        .as_array()
-        .cloned()
-        .or_else(|| log["requests"].as_array().cloned())
-        .unwrap_or_default();
+    let entries = log["results"].as_array().cloned().unwrap_or_default();
     entries
         .iter()
         .filter(|e| e["path"] == "/user/avatar")

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{AppOptions, TestApp, drain, spawn_app_with};
 
-const JOBS: usize = 200;
+const JOBS: usize = 300;
 
 async fn publish_jobs(app: &TestApp) {
     for i in 0..JOBS {
@@ -46,8 +46,8 @@ async fn assert_nothing_lost(app: &mut TestApp, first: String) -> (usize, usize)
 async fn shutdown_finishes_in_flight_jobs_and_returns_the_rest() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(|s| {
-            s.worker.max_in_flight = 50;
-            s.worker.prefetch = 100;
+            s.worker.max_in_flight = 200;
+            s.worker.prefetch = 200;
         }),
         ..AppOptions::default()
     })
