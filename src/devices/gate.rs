@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::DeviceKey;
 use crate::protocol::{DeviceId, JobKind};
 
 /// Device ids come from producers, so the table is pruned of idle entries past this size.
@@ -13,7 +14,7 @@ const PRUNE_ABOVE: usize = 4096;
 /// WhatsApp queries. Waiting is bounded: a job that cannot get a slot soon is parked instead.
 #[derive(Default)]
 pub struct DeviceGate {
-    slots: Mutex<HashMap<(Option<DeviceId>, JobKind), (usize, Arc<Semaphore>)>>,
+    slots: Mutex<HashMap<DeviceKey, (usize, Arc<Semaphore>)>>,
 }
 
 impl DeviceGate {

@@ -8,3 +8,8 @@ mod pacer;
 pub use gate::DeviceGate;
 pub use order::UpdateOrder;
 pub use pacer::{Admission, Pacer, now_ms};
+
+use crate::protocol::{DeviceId, JobKind};
+
+/// Pacing and caps are kept per device and kind; `None` is the gateway's default device.
+type DeviceKey = (Option<DeviceId>, JobKind);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::DeviceKey;
 use crate::protocol::{DeviceId, JobKind};
 use crate::settings::{Limit, PacingSettings};
 
@@ -31,7 +32,7 @@ struct Bucket {
 
 pub struct Pacer {
     settings: PacingSettings,
-    buckets: Mutex<HashMap<(Option<DeviceId>, JobKind), Bucket>>,
+    buckets: Mutex<HashMap<DeviceKey, Bucket>>,
 }
 
 pub fn now_ms() -> u64 {

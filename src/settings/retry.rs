@@ -45,9 +45,9 @@ impl RetrySettings {
 
 /// The queue-name suffix of a delay tier: `1s`, `2m`, `250ms`.
 pub fn delay_label(ms: u64) -> String {
-    if ms % 60_000 == 0 {
+    if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else {
         format!("{ms}ms")
