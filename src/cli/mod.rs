@@ -2,6 +2,7 @@
 
 mod dead;
 mod enqueue;
+mod image;
 mod logging;
 mod run;
 
@@ -37,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         job: enqueue::EnqueueCommand,
     },
+    /// The image pipeline of update jobs.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
     /// The dead-letter queue.
     Dead {
         #[command(subcommand)]
@@ -68,6 +74,7 @@ pub async fn main() -> anyhow::Result<()> {
             logging::init_quiet(&settings.log);
             enqueue::enqueue(&settings, job).await
         }
+        Command::Image { command } => image::image(&settings, command),
         Command::Dead { command } => {
             logging::init_quiet(&settings.log);
             dead::dead(&settings, command).await

@@ -135,7 +135,7 @@ pub fn normalize_file(
 /// Why [`normalize_file`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NormalizeFileError {
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         path: String,
         source: std::io::Error,
