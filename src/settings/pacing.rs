@@ -15,6 +15,20 @@ pub struct Limit {
     pub concurrency: usize,
 }
 
+impl Limit {
+    /// This replica's part of the limit when `replicas` workers share the queues.
+    fn share(self, replicas: u32) -> Self {
+        if replicas <= 1 {
+            return self;
+        }
+        Self {
+            rate_per_s: self.rate_per_s / f64::from(replicas),
+            burst: self.burst.div_ceil(replicas).max(1),
+            concurrency: self.concurrency.div_ceil(replicas as usize).max(1),
+        }
+    }
+}
+
 /// Per-device pacing. WhatsApp suspends accounts that look like scrapers, so the defaults are slow:
 /// fetches about one per second per device (what the WAHA maintainers use for bulk contact pulls) with a
 /// small burst, and profile-picture updates at most one per 10 s (Green API's documented limit).
@@ -31,6 +45,9 @@ pub struct PacingSettings {
     /// After `rate_limited`, the device's rate is divided by `rate_limited_factor` for this long.
     pub rate_limited_cooldown_ms: u64,
     pub rate_limited_factor: f64,
+    /// Worker replicas sharing the job queues. Each paces on its own, so each takes `1/replicas` of every
+    /// rate, burst and concurrency cap; together they stay within the limits (see docs/scaling.md).
+    pub replicas: u32,
     pub devices: Vec<DevicePacing>,
 }
 
@@ -60,6 +77,7 @@ impl Default for PacingSettings {
             max_hold_ms: 1_000,
             rate_limited_cooldown_ms: 60_000,
             rate_limited_factor: 4.0,
+            replicas: 1,
             devices: Vec::new(),
         }
     }
@@ -81,10 +99,11 @@ impl PacingSettings {
                 .filter(|p| p.devices.iter().any(|d| d == device.as_str()))
                 .find_map(pick)
         });
-        Some(overridden.unwrap_or(match kind {
+        let limit = overridden.unwrap_or(match kind {
             JobKind::Fetch => self.fetch,
             JobKind::Update => self.update,
-        }))
+        });
+        Some(limit.share(self.replicas.max(1)))
     }
 
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
@@ -106,6 +125,9 @@ impl PacingSettings {
             if let Some(limit) = &device.update {
                 check("pacing.devices.update", limit)?;
             }
+        }
+        if self.replicas == 0 {
+            return Err(invalid("pacing.replicas", "must be at least 1"));
         }
         if self.rate_limited_factor < 1.0 {
             return Err(invalid("pacing.rate_limited_factor", "must be at least 1"));
