@@ -64,7 +64,11 @@ fn check(state: &AppState, value: Option<&[u8]>) -> Verdict {
         return Verdict::Unauthorized;
     }
     let creds = &auth[6..];
-    if creds.is_empty() || creds.iter().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if creds.is_empty()
+        || creds
+            .iter()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Verdict::BadRequest;
     }
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(creds) else {
@@ -95,7 +99,9 @@ pub async fn basic_auth(State(state): State<Arc<AppState>>, req: Request, next: 
     }
     let verdict = check(
         &state,
-        req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
     );
     match verdict {
         Verdict::Ok(user) => {

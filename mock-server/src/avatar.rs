@@ -68,7 +68,11 @@ fn bind_bool(q: &str, key: &str) -> Result<bool, Response> {
 }
 
 /// `GET /user/avatar`.
-pub async fn get_avatar(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn get_avatar(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = q.unwrap_or_default();
     let dev = match select(&state, &headers, query_last(&q, "device_id")) {
         Ok(d) => d,
@@ -319,7 +323,11 @@ pub async fn post_avatar(State(state): State<Arc<AppState>>, req: Request) -> Re
 }
 
 /// fasthttp's `FormFile("avatar")`.
-async fn form_file(parts: axum::http::request::Parts, bytes: Bytes, content_type: &str) -> Result<Bytes, Response> {
+async fn form_file(
+    parts: axum::http::request::Parts,
+    bytes: Bytes,
+    content_type: &str,
+) -> Result<Bytes, Response> {
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("multipart/form-data") || !content_type.contains("boundary=") {
         return Err(internal("request has no multipart/form-data Content-Type"));

@@ -166,7 +166,11 @@ fn jpeg(bytes: Bytes) -> Response {
 }
 
 /// `GET /v/t61.24694-24/{file}`.
-pub async fn serve(State(state): State<Arc<AppState>>, Path(file): Path<String>, RawQuery(q): RawQuery) -> Response {
+pub async fn serve(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = q.unwrap_or_default();
     let Some(oe) = query_last(&q, "oe") else {
         return text(StatusCode::FORBIDDEN, "Bad URL timestamp");
@@ -192,7 +196,11 @@ pub async fn serve(State(state): State<Arc<AppState>>, Path(file): Path<String>,
         _ => return text(StatusCode::NOT_FOUND, "Not Found"),
     };
     if let Some(p) = read(&state.uploads).get(id).cloned() {
-        return jpeg(if preview { p.preview.clone() } else { p.full.clone() });
+        return jpeg(if preview {
+            p.preview.clone()
+        } else {
+            p.full.clone()
+        });
     }
     if let Some(b) = state.cdn.cached(id, preview) {
         return jpeg(b);

@@ -107,7 +107,12 @@ pub struct Cli {
     #[arg(long, env = "APP_PORT", default_value_t = 3000)]
     pub port: u16,
     /// Basic-auth credentials `user:pass`, comma separated or repeated; none means no auth.
-    #[arg(short = 'b', long = "basic-auth", env = "APP_BASIC_AUTH", value_delimiter = ',')]
+    #[arg(
+        short = 'b',
+        long = "basic-auth",
+        env = "APP_BASIC_AUTH",
+        value_delimiter = ','
+    )]
     pub basic_auth: Vec<String>,
     /// Device ids registered and logged in at start, comma separated.
     #[arg(long, env = "APP_DEVICES", value_delimiter = ',')]

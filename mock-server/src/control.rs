@@ -79,11 +79,7 @@ pub async fn put_device(State(state): St, Path(id): Path<String>, body: Bytes) -
             }
             control_view(d)
         }
-        None => control_view(devices.add(
-            id,
-            req.state.unwrap_or(DeviceState::LoggedIn),
-            req.jid,
-        )),
+        None => control_view(devices.add(id, req.state.unwrap_or(DeviceState::LoggedIn), req.jid)),
     };
     success("Mock device saved", Some(&view))
 }
@@ -152,9 +148,7 @@ pub async fn put_contact(State(state): St, Path(jid): Path<String>, body: Bytes)
         Some("hidden") => Outcome::Hidden,
         Some("not_on_whatsapp") => Outcome::NotOnWhatsapp,
         _ => {
-            return bad_request(
-                "picture: must be one of set, none, hidden, not_on_whatsapp.",
-            );
+            return bad_request("picture: must be one of set, none, hidden, not_on_whatsapp.");
         }
     };
     let view = contact_view(&key, &outcome, true);
@@ -167,7 +161,10 @@ pub async fn get_contact(State(state): St, Path(jid): Path<String>) -> Response 
     let key = world_key(&jid);
     let explicit = read(&state.contacts).contains_key(&key);
     let outcome = state.lookup(&key);
-    success("Mock contact", Some(&contact_view(&key, &outcome, explicit)))
+    success(
+        "Mock contact",
+        Some(&contact_view(&key, &outcome, explicit)),
+    )
 }
 
 /// `DELETE /_mock/contacts/{phone-or-jid}`: back to the world's outcome.

@@ -61,7 +61,10 @@ impl Device {
     }
 
     fn has_store_id(&self) -> bool {
-        matches!(self.state, DeviceState::LoggedIn | DeviceState::Disconnected)
+        matches!(
+            self.state,
+            DeviceState::LoggedIn | DeviceState::Disconnected
+        )
     }
 }
 
@@ -157,7 +160,11 @@ pub struct Selected {
 
 /// The gateway's device middleware: `X-Device-Id` (trimmed, then `url.QueryUnescape`d, so `+`
 /// is a space) or else the `device_id` query value.
-pub fn select(state: &AppState, headers: &HeaderMap, query_id: Option<String>) -> Result<Selected, Response> {
+pub fn select(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_id: Option<String>,
+) -> Result<Selected, Response> {
     let header_id = headers
         .get("x-device-id")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
@@ -204,7 +211,13 @@ fn info(d: &Device) -> DeviceInfo<'_> {
     let paired = d.has_store_id();
     DeviceInfo {
         id: &d.id,
-        phone_number: paired.then(|| d.jid.split([':', '.', '@']).next().unwrap_or("").to_string()),
+        phone_number: paired.then(|| {
+            d.jid
+                .split([':', '.', '@'])
+                .next()
+                .unwrap_or("")
+                .to_string()
+        }),
         state: d.state.gateway_state(),
         jid: paired.then_some(d.jid.as_str()),
         created_at: &d.created_at,
@@ -247,7 +260,12 @@ fn new_uuid() -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     let version = format!("4{}", &h[13..16]);
     let variant = format!("{:x}{}", 0x8 | (b[8] >> 4 & 0x3), &h[17..20]);
-    format!("{}-{}-{version}-{variant}-{}", &h[0..8], &h[8..12], &h[20..32])
+    format!(
+        "{}-{}-{version}-{variant}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[20..32]
+    )
 }
 
 /// `POST /devices` with a JSON body `{device_id?, webhook_*?}`; the new slot has no client.
@@ -268,7 +286,11 @@ pub async fn add(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         None
     };
     let Some(req) = parsed else {
-        return reply(StatusCode::BAD_REQUEST, "BAD_REQUEST", "Invalid request body");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "Invalid request body",
+        );
     };
     let id = req
         .device_id
@@ -286,7 +308,10 @@ pub async fn add(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
 /// `DELETE /devices/{id}`: idempotent.
 pub async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     write(&state.devices).remove(&id);
-    success("Device removed", Some(&serde_json::json!({ "device_id": id })))
+    success(
+        "Device removed",
+        Some(&serde_json::json!({ "device_id": id })),
+    )
 }
 
 /// `GET /devices/{id}`.

@@ -37,9 +37,7 @@ pub fn go_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 fn go_escape(raw: Vec<u8>) -> Vec<u8> {
     // `&<>` and U+2028/U+2029 (E2 80 A8/A9) can only appear inside JSON strings.
-    let needs = raw
-        .iter()
-        .any(|b| matches!(b, b'&' | b'<' | b'>' | 0xE2));
+    let needs = raw.iter().any(|b| matches!(b, b'&' | b'<' | b'>' | 0xE2));
     if !needs {
         return raw;
     }
@@ -51,7 +49,10 @@ fn go_escape(raw: Vec<u8>) -> Vec<u8> {
             b'&' => out.extend_from_slice(b"\\u0026"),
             b'<' => out.extend_from_slice(b"\\u003c"),
             b'>' => out.extend_from_slice(b"\\u003e"),
-            0xE2 if i + 2 < raw.len() && raw[i + 1] == 0x80 && matches!(raw[i + 2], 0xA8 | 0xA9) => {
+            0xE2 if i + 2 < raw.len()
+                && raw[i + 1] == 0x80
+                && matches!(raw[i + 2], 0xA8 | 0xA9) =>
+            {
                 out.extend_from_slice(if raw[i + 2] == 0xA8 {
                     b"\\u2028"
                 } else {
@@ -89,7 +90,12 @@ pub fn reply(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// `{code, message, results}`.
-pub fn reply_with<T: Serialize>(status: StatusCode, code: &str, message: &str, results: &T) -> Response {
+pub fn reply_with<T: Serialize>(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    results: &T,
+) -> Response {
     json_response(
         status,
         go_json(&Body {

@@ -131,7 +131,10 @@ mod tests {
     fn sanitize() {
         assert_eq!(sanitize_phone(""), "");
         assert_eq!(sanitize_phone("6281"), "6281@s.whatsapp.net");
-        assert_eq!(sanitize_phone("+62812345678901"), "+62812345678901@s.whatsapp.net");
+        assert_eq!(
+            sanitize_phone("+62812345678901"),
+            "+62812345678901@s.whatsapp.net"
+        );
         assert_eq!(sanitize_phone("6281234567890123"), "6281234567890123@g.us");
         assert_eq!(sanitize_phone("1@lid"), "1@lid");
     }
@@ -147,7 +150,10 @@ mod tests {
             "invalid JID x.y.z@s.whatsapp.net: unexpected number of dots in JID"
         );
         assert_eq!(parse_jid("+62@s.whatsapp.net").unwrap().user, "62");
-        assert_eq!(parse_jid("62:12@s.whatsapp.net").unwrap().device.as_deref(), Some("12"));
+        assert_eq!(
+            parse_jid("62:12@s.whatsapp.net").unwrap().device.as_deref(),
+            Some("12")
+        );
     }
 
     #[test]

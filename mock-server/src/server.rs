@@ -144,7 +144,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::basic_auth))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::basic_auth,
+        ))
         .layer(middleware::from_fn(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -158,7 +161,9 @@ pub async fn spawn(config: Config) -> Result<MockServer, MockError> {
     config.shares.validate().map_err(MockError::Config)?;
     for (user, _) in &config.basic_auth {
         if user.contains(':') {
-            return Err(MockError::Config(format!("invalid basic auth user {user:?}")));
+            return Err(MockError::Config(format!(
+                "invalid basic auth user {user:?}"
+            )));
         }
     }
     let addr = SocketAddr::new(config.host, config.port);

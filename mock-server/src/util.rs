@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(query_unescape("a+b%2Bc").as_deref(), Some("a b+c"));
         assert_eq!(query_unescape("%zz"), None);
         assert_eq!(decode_lenient("%zz+1"), "%zz 1");
-        assert_eq!(query_last("phone=1&phone=2&x", "phone").as_deref(), Some("2"));
+        assert_eq!(
+            query_last("phone=1&phone=2&x", "phone").as_deref(),
+            Some("2")
+        );
         assert_eq!(query_last("x", "phone"), None);
     }
 

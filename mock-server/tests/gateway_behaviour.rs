@@ -150,34 +150,97 @@ fn rows() -> Vec<Row> {
         // ---- section 2: GET /user/avatar
         row("success image", GET, "/user/avatar?phone=6281000000001")
             .results(Eq(r#"{"url":"*","id":"1635239861","type":"image"}"#)),
-        row("success preview", GET, "/user/avatar?phone=6281000000001&is_preview=true")
-            .results(Field("type", "preview")),
-        row("bool on", GET, "/user/avatar?phone=6281000000001&is_preview=on").results(Field("type", "preview")),
-        row("bool T", GET, "/user/avatar?phone=6281000000001&is_preview=T").results(Field("type", "preview")),
-        row("bool empty is false", GET, "/user/avatar?phone=6281000000001&is_preview=").results(Field("type", "image")),
-        row("bool 0", GET, "/user/avatar?phone=6281000000001&is_preview=0").results(Field("type", "image")),
-        row("full JID", GET, "/user/avatar?phone=6281000000001%40s.whatsapp.net").results(Field("id", "1635239861")),
-        row("leading plus", GET, "/user/avatar?phone=%2B6281000000001").results(Field("id", "1635239861")),
-        row("is_community ignored for users", GET, "/user/avatar?phone=6281000000001&is_community=true")
+        row(
+            "success preview",
+            GET,
+            "/user/avatar?phone=6281000000001&is_preview=true",
+        )
+        .results(Field("type", "preview")),
+        row(
+            "bool on",
+            GET,
+            "/user/avatar?phone=6281000000001&is_preview=on",
+        )
+        .results(Field("type", "preview")),
+        row(
+            "bool T",
+            GET,
+            "/user/avatar?phone=6281000000001&is_preview=T",
+        )
+        .results(Field("type", "preview")),
+        row(
+            "bool empty is false",
+            GET,
+            "/user/avatar?phone=6281000000001&is_preview=",
+        )
+        .results(Field("type", "image")),
+        row(
+            "bool 0",
+            GET,
+            "/user/avatar?phone=6281000000001&is_preview=0",
+        )
+        .results(Field("type", "image")),
+        row(
+            "full JID",
+            GET,
+            "/user/avatar?phone=6281000000001%40s.whatsapp.net",
+        )
+        .results(Field("id", "1635239861")),
+        row("leading plus", GET, "/user/avatar?phone=%2B6281000000001")
             .results(Field("id", "1635239861")),
-        row("unknown keys ignored", GET, "/user/avatar?phone=6281000000001&foo=bar").results(Field("id", "1635239861")),
-        row("last value wins", GET, "/user/avatar?phone=6281000000003&phone=6281000000001")
-            .results(Field("id", "1635239861")),
-        row("bad bool", GET, "/user/avatar?phone=6281000000001&is_preview=yes").json(
+        row(
+            "is_community ignored for users",
+            GET,
+            "/user/avatar?phone=6281000000001&is_community=true",
+        )
+        .results(Field("id", "1635239861")),
+        row(
+            "unknown keys ignored",
+            GET,
+            "/user/avatar?phone=6281000000001&foo=bar",
+        )
+        .results(Field("id", "1635239861")),
+        row(
+            "last value wins",
+            GET,
+            "/user/avatar?phone=6281000000003&phone=6281000000001",
+        )
+        .results(Field("id", "1635239861")),
+        row(
+            "bad bool",
+            GET,
+            "/user/avatar?phone=6281000000001&is_preview=yes",
+        )
+        .json(
             500,
             "INTERNAL_SERVER_ERROR",
             "bind \"is_preview\" from query: schema: error converting value for \"is_preview\"",
         ),
-        row("bad community bool", GET, "/user/avatar?phone=6281000000001&is_community=2").json(
+        row(
+            "bad community bool",
+            GET,
+            "/user/avatar?phone=6281000000001&is_community=2",
+        )
+        .json(
             500,
             "INTERNAL_SERVER_ERROR",
             "bind \"is_community\" from query: schema: error converting value for \"is_community\"",
         ),
-        row("blank phone", GET, "/user/avatar?phone=").json(400, "VALIDATION_ERROR", "phone: cannot be blank.").results(Absent),
-        row("missing phone", GET, "/user/avatar").json(400, "VALIDATION_ERROR", "phone: cannot be blank."),
+        row("blank phone", GET, "/user/avatar?phone=")
+            .json(400, "VALIDATION_ERROR", "phone: cannot be blank.")
+            .results(Absent),
+        row("missing phone", GET, "/user/avatar").json(
+            400,
+            "VALIDATION_ERROR",
+            "phone: cannot be blank.",
+        ),
         row("client check before validation", GET, "/user/avatar")
             .dev(Some("dev-noclient"))
-            .json(500, "INVALID_WA_CLI", "your WhatsApp CLI is invalid or empty"),
+            .json(
+                500,
+                "INVALID_WA_CLI",
+                "your WhatsApp CLI is invalid or empty",
+            ),
         row("disconnected", GET, "/user/avatar?phone=6281000000001")
             .dev(Some("dev-disc"))
             .json(401, "AUTHENTICATION_ERROR", NOT_CONNECTED),
@@ -187,19 +250,54 @@ fn rows() -> Vec<Row> {
         row("validation before login", GET, "/user/avatar?phone=")
             .dev(Some("dev-disc"))
             .json(400, "VALIDATION_ERROR", "phone: cannot be blank."),
-        row("not on whatsapp", GET, "/user/avatar?phone=6281000000004")
-            .json(400, "INVALID_JID", "Phone 6281000000004@s.whatsapp.net is not on whatsapp"),
-        row("not on whatsapp shows sanitised", GET, "/user/avatar?phone=%2B6281000000004")
-            .json(400, "INVALID_JID", "Phone +6281000000004@s.whatsapp.net is not on whatsapp"),
-        row("no picture", GET, "/user/avatar?phone=6281000000002").json(500, "INTERNAL_SERVER_ERROR", NO_PICTURE),
-        row("hidden", GET, "/user/avatar?phone=6281000000003").json(500, "INTERNAL_SERVER_ERROR", HIDDEN),
-        row("16 chars become a group", GET, "/user/avatar?phone=1203630000000001")
-            .results(Field("id", "1700000001")),
-        row("groups skip the on-whatsapp check", GET, "/user/avatar?phone=120363000000099%40g.us")
-            .json(500, "INTERNAL_SERVER_ERROR", NO_PICTURE),
-        row("empty user", GET, "/user/avatar?phone=%40s.whatsapp.net")
-            .json(500, "INTERNAL_SERVER_ERROR", "invalid JID @s.whatsapp.net: no server specified"),
-        row("too many dots", GET, "/user/avatar?phone=x.y.z%40s.whatsapp.net").json(
+        row("not on whatsapp", GET, "/user/avatar?phone=6281000000004").json(
+            400,
+            "INVALID_JID",
+            "Phone 6281000000004@s.whatsapp.net is not on whatsapp",
+        ),
+        row(
+            "not on whatsapp shows sanitised",
+            GET,
+            "/user/avatar?phone=%2B6281000000004",
+        )
+        .json(
+            400,
+            "INVALID_JID",
+            "Phone +6281000000004@s.whatsapp.net is not on whatsapp",
+        ),
+        row("no picture", GET, "/user/avatar?phone=6281000000002").json(
+            500,
+            "INTERNAL_SERVER_ERROR",
+            NO_PICTURE,
+        ),
+        row("hidden", GET, "/user/avatar?phone=6281000000003").json(
+            500,
+            "INTERNAL_SERVER_ERROR",
+            HIDDEN,
+        ),
+        row(
+            "16 chars become a group",
+            GET,
+            "/user/avatar?phone=1203630000000001",
+        )
+        .results(Field("id", "1700000001")),
+        row(
+            "groups skip the on-whatsapp check",
+            GET,
+            "/user/avatar?phone=120363000000099%40g.us",
+        )
+        .json(500, "INTERNAL_SERVER_ERROR", NO_PICTURE),
+        row("empty user", GET, "/user/avatar?phone=%40s.whatsapp.net").json(
+            500,
+            "INTERNAL_SERVER_ERROR",
+            "invalid JID @s.whatsapp.net: no server specified",
+        ),
+        row(
+            "too many dots",
+            GET,
+            "/user/avatar?phone=x.y.z%40s.whatsapp.net",
+        )
+        .json(
             500,
             "INTERNAL_SERVER_ERROR",
             "invalid JID x.y.z@s.whatsapp.net: unexpected number of dots in JID",
@@ -209,7 +307,11 @@ fn rows() -> Vec<Row> {
             .json(408, "CONTEXT_ERROR", "Error timeout get avatar!"),
         row("rate limited", GET, "/user/avatar?phone=6281000000001")
             .faults(r#"{"rate_overlimit":1}"#)
-            .json(500, "INTERNAL_SERVER_ERROR", "info query returned status 429: rate-overlimit"),
+            .json(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                "info query returned status 429: rate-overlimit",
+            ),
         // ---- section 3: POST /user/avatar
         row("post without content type", POST, "/user/avatar")
             .body(Body::Raw("", b"abc"))
@@ -219,15 +321,27 @@ fn rows() -> Vec<Row> {
             .json(500, "INTERNAL_SERVER_ERROR", "Unprocessable Entity"),
         row("post without avatar field", POST, "/user/avatar")
             .body(Body::File("photo", Img::Png))
-            .json(500, "INTERNAL_SERVER_ERROR", "there is no uploaded file associated with the given key"),
+            .json(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                "there is no uploaded file associated with the given key",
+            ),
         row("missing file before client check", POST, "/user/avatar")
             .dev(Some("dev-noclient"))
             .body(Body::File("photo", Img::Png))
-            .json(500, "INTERNAL_SERVER_ERROR", "there is no uploaded file associated with the given key"),
+            .json(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                "there is no uploaded file associated with the given key",
+            ),
         row("post no client", POST, "/user/avatar")
             .dev(Some("dev-noclient"))
             .body(Body::File("avatar", Img::Png))
-            .json(500, "INVALID_WA_CLI", "your WhatsApp CLI is invalid or empty"),
+            .json(
+                500,
+                "INVALID_WA_CLI",
+                "your WhatsApp CLI is invalid or empty",
+            ),
         row("post disconnected", POST, "/user/avatar")
             .dev(Some("dev-disc"))
             .body(Body::File("avatar", Img::Png))
@@ -238,7 +352,11 @@ fn rows() -> Vec<Row> {
             .json(401, "AUTHENTICATION_ERROR", "you are not logged in"),
         row("post undecodable", POST, "/user/avatar")
             .body(Body::File("avatar", Img::Garbage))
-            .json(500, "INTERNAL_SERVER_ERROR", "failed to decode image: image: unknown format"),
+            .json(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                "failed to decode image: image: unknown format",
+            ),
         row("post success", POST, "/user/avatar")
             .body(Body::File("avatar", Img::Png))
             .json(200, "SUCCESS", "Success change avatar")
@@ -247,19 +365,33 @@ fn rows() -> Vec<Row> {
             .body(Body::ClaimLength(100_000_001))
             .text(413, "Request Entity Too Large"),
         // ---- section 4: device selection and /devices
-        row("several devices, no id", GET, "/user/avatar?phone=6281000000001")
-            .dev(None)
-            .json(400, "DEVICE_ID_REQUIRED", REQUIRED_MSG)
-            .results(Absent),
+        row(
+            "several devices, no id",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .dev(None)
+        .json(400, "DEVICE_ID_REQUIRED", REQUIRED_MSG)
+        .results(Absent),
         row("unknown id", GET, "/user/avatar?phone=6281000000001")
             .dev(Some("nope"))
             .json(404, "DEVICE_NOT_FOUND", NOT_FOUND_MSG)
             .results(Eq(r#"{"device_id":"nope"}"#)),
-        row("unknown id with one device", GET, "/user/avatar?phone=6281000000001")
-            .srv(Srv::Single)
-            .dev(Some("nope"))
-            .json(404, "DEVICE_NOT_FOUND", NOT_FOUND_MSG),
-        row("one device is the default", GET, "/user/avatar?phone=6281000000001").srv(Srv::Single).dev(None),
+        row(
+            "unknown id with one device",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .srv(Srv::Single)
+        .dev(Some("nope"))
+        .json(404, "DEVICE_NOT_FOUND", NOT_FOUND_MSG),
+        row(
+            "one device is the default",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .srv(Srv::Single)
+        .dev(None),
         row("no devices", GET, "/user/avatar?phone=6281000000001")
             .srv(Srv::Empty)
             .dev(None)
@@ -267,15 +399,47 @@ fn rows() -> Vec<Row> {
         row("device errors before validation", POST, "/user/avatar")
             .dev(None)
             .json(400, "DEVICE_ID_REQUIRED", REQUIRED_MSG),
-        row("select by AD JID", GET, "/user/avatar?phone=6281000000001").dev(Some("6281234500001:1@s.whatsapp.net")),
-        row("select by bare JID", GET, "/user/avatar?phone=6281000000001").dev(Some("6281234500001@s.whatsapp.net")),
-        row("select by query", GET, "/user/avatar?phone=6281000000001&device_id=dev1").dev(None),
-        row("header is URL-decoded", GET, "/user/avatar?phone=6281000000001").dev(Some("my+dev")),
-        row("header is URL-decoded (%20)", GET, "/user/avatar?phone=6281000000001").dev(Some("my%20dev")),
-        row("header wins over query", GET, "/user/avatar?phone=6281000000001&device_id=nope"),
+        row("select by AD JID", GET, "/user/avatar?phone=6281000000001")
+            .dev(Some("6281234500001:1@s.whatsapp.net")),
+        row(
+            "select by bare JID",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .dev(Some("6281234500001@s.whatsapp.net")),
+        row(
+            "select by query",
+            GET,
+            "/user/avatar?phone=6281000000001&device_id=dev1",
+        )
+        .dev(None),
+        row(
+            "header is URL-decoded",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .dev(Some("my+dev")),
+        row(
+            "header is URL-decoded (%20)",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .dev(Some("my%20dev")),
+        row(
+            "header wins over query",
+            GET,
+            "/user/avatar?phone=6281000000001&device_id=nope",
+        ),
         row("GET /devices", GET, "/devices").json(200, "SUCCESS", "List devices"),
-        row("GET /devices empty", GET, "/devices").srv(Srv::Empty).json(200, "SUCCESS", "List devices").results(Absent),
-        row("POST /devices no body", POST, "/devices").json(400, "BAD_REQUEST", "Invalid request body"),
+        row("GET /devices empty", GET, "/devices")
+            .srv(Srv::Empty)
+            .json(200, "SUCCESS", "List devices")
+            .results(Absent),
+        row("POST /devices no body", POST, "/devices").json(
+            400,
+            "BAD_REQUEST",
+            "Invalid request body",
+        ),
         row("POST /devices", POST, "/devices")
             .body(Body::Raw("application/json", br#"{"device_id":"added"}"#))
             .json(200, "SUCCESS", "Device added")
@@ -285,34 +449,73 @@ fn rows() -> Vec<Row> {
             .json(500, "INTERNAL_SERVER_ERROR", "device dev1 already exists"),
         row("status", GET, "/devices/dev1/status")
             .json(200, "SUCCESS", "Device status")
-            .results(Eq(r#"{"device_id":"dev1","is_connected":true,"is_logged_in":true}"#)),
-        row("status unknown", GET, "/devices/zzz/status").json(500, "INTERNAL_SERVER_ERROR", "device zzz not found"),
-        row("delete unknown is idempotent", DELETE, "/devices/zzz").json(200, "SUCCESS", "Device removed"),
+            .results(Eq(
+                r#"{"device_id":"dev1","is_connected":true,"is_logged_in":true}"#,
+            )),
+        row("status unknown", GET, "/devices/zzz/status").json(
+            500,
+            "INTERNAL_SERVER_ERROR",
+            "device zzz not found",
+        ),
+        row("delete unknown is idempotent", DELETE, "/devices/zzz").json(
+            200,
+            "SUCCESS",
+            "Device removed",
+        ),
         // ---- section 5: Basic auth
-        row("no credentials", GET, "/user/avatar?phone=6281000000001").auth(Auth::None).text(401, "Unauthorized"),
-        row("auth before device selection", GET, "/user/avatar").dev(None).auth(Auth::None).text(401, "Unauthorized"),
+        row("no credentials", GET, "/user/avatar?phone=6281000000001")
+            .auth(Auth::None)
+            .text(401, "Unauthorized"),
+        row("auth before device selection", GET, "/user/avatar")
+            .dev(None)
+            .auth(Auth::None)
+            .text(401, "Unauthorized"),
         row("wrong password", GET, "/user/avatar?phone=6281000000001")
             .auth(Auth::Header("Basic dXNlcm5hbWU6d3Jvbmc="))
             .text(401, "Unauthorized"),
         row("unknown user", GET, "/user/avatar?phone=6281000000001")
             .auth(Auth::Header("Basic bm9ib2R5OnBhc3N3b3Jk"))
             .text(401, "Unauthorized"),
-        row("not basic", GET, "/user/avatar?phone=6281000000001").auth(Auth::Header("Bearer abc")).text(401, "Unauthorized"),
+        row("not basic", GET, "/user/avatar?phone=6281000000001")
+            .auth(Auth::Header("Bearer abc"))
+            .text(401, "Unauthorized"),
         row("second pair", GET, "/user/avatar?phone=6281000000001").auth(Auth::Other),
-        row("scheme is case-insensitive", GET, "/user/avatar?phone=6281000000001")
-            .auth(Auth::Header("basic dXNlcm5hbWU6cGFzc3dvcmQ=")),
-        row("bad base64", GET, "/user/avatar?phone=6281000000001").auth(Auth::Header("Basic !!!")).text(400, "Bad Request"),
+        row(
+            "scheme is case-insensitive",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .auth(Auth::Header("basic dXNlcm5hbWU6cGFzc3dvcmQ=")),
+        row("bad base64", GET, "/user/avatar?phone=6281000000001")
+            .auth(Auth::Header("Basic !!!"))
+            .text(400, "Bad Request"),
         row("no colon", GET, "/user/avatar?phone=6281000000001")
             .auth(Auth::Header("Basic dXNlcm5hbWU="))
             .text(400, "Bad Request"),
         row("stray whitespace", GET, "/user/avatar?phone=6281000000001")
             .auth(Auth::Header("Basic  dXNlcm5hbWU6cGFzc3dvcmQ="))
             .text(400, "Bad Request"),
-        row("header too long", GET, "/user/avatar?phone=6281000000001").auth(Auth::Long).text(431, "Request Header Fields Too Large"),
-        row("health skips auth", GET, "/health").auth(Auth::None).dev(None).json(200, "", ""),
-        row("control API needs auth", GET, "/_mock/faults").auth(Auth::None).text(401, "Unauthorized"),
-        row("devices need auth", GET, "/devices").auth(Auth::None).text(401, "Unauthorized"),
-        row("no auth configured", GET, "/user/avatar?phone=6281000000001").srv(Srv::Open).auth(Auth::None).dev(None),
+        row("header too long", GET, "/user/avatar?phone=6281000000001")
+            .auth(Auth::Long)
+            .text(431, "Request Header Fields Too Large"),
+        row("health skips auth", GET, "/health")
+            .auth(Auth::None)
+            .dev(None)
+            .json(200, "", ""),
+        row("control API needs auth", GET, "/_mock/faults")
+            .auth(Auth::None)
+            .text(401, "Unauthorized"),
+        row("devices need auth", GET, "/devices")
+            .auth(Auth::None)
+            .text(401, "Unauthorized"),
+        row(
+            "no auth configured",
+            GET,
+            "/user/avatar?phone=6281000000001",
+        )
+        .srv(Srv::Open)
+        .auth(Auth::None)
+        .dev(None),
     ]
 }
 
@@ -331,14 +534,29 @@ async fn setup_multi(s: &MockServer) {
 
 async fn common_contacts(s: &MockServer) {
     for (jid, body) in [
-        ("6281000000001", json!({"picture": "set", "id": "1635239861"})),
+        (
+            "6281000000001",
+            json!({"picture": "set", "id": "1635239861"}),
+        ),
         ("6281000000002", json!({"picture": "none"})),
         ("6281000000003", json!({"picture": "hidden"})),
         ("6281000000004", json!({"picture": "not_on_whatsapp"})),
-        ("1203630000000001@g.us", json!({"picture": "set", "id": "1700000001"})),
-        ("120363000000099@g.us", json!({"picture": "not_on_whatsapp"})),
+        (
+            "1203630000000001@g.us",
+            json!({"picture": "set", "id": "1700000001"}),
+        ),
+        (
+            "120363000000099@g.us",
+            json!({"picture": "not_on_whatsapp"}),
+        ),
     ] {
-        control(s, Method::PUT, &format!("/_mock/contacts/{jid}"), Some(body)).await;
+        control(
+            s,
+            Method::PUT,
+            &format!("/_mock/contacts/{jid}"),
+            Some(body),
+        )
+        .await;
     }
 }
 
@@ -354,7 +572,9 @@ async fn common_contacts_open(s: &MockServer) {
 
 /// Sends headers only, with a Content-Length the server must refuse.
 async fn raw_claim(s: &MockServer, path: &str, len: u64, auth: &str) -> (u16, String, String) {
-    let mut sock = tokio::net::TcpStream::connect(s.addr()).await.expect("connect");
+    let mut sock = tokio::net::TcpStream::connect(s.addr())
+        .await
+        .expect("connect");
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nX-Device-Id: dev1\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
     );
@@ -366,7 +586,11 @@ async fn raw_claim(s: &MockServer, path: &str, len: u64, auth: &str) -> (u16, St
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let ctype = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     (status, ctype, body.to_string())
 }
@@ -430,7 +654,11 @@ async fn gateway_behaviour_table() {
                 Body::None | Body::ClaimLength(_) => rb,
                 Body::Raw(ct, bytes) => {
                     let rb = rb.body(bytes.to_vec());
-                    if ct.is_empty() { rb } else { rb.header("Content-Type", ct) }
+                    if ct.is_empty() {
+                        rb
+                    } else {
+                        rb.header("Content-Type", ct)
+                    }
                 }
                 Body::File(field, img) => {
                     let bytes = match img {
@@ -482,8 +710,12 @@ async fn gateway_behaviour_table() {
             Some(code) => match serde_json::from_str::<Value>(&body) {
                 Err(e) => problems.push(format!("not JSON ({e}): {body}")),
                 Ok(v) => {
-                    let keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-                    let order_ok = keys == ["code", "message"] || keys == ["code", "message", "results"];
+                    let keys: Vec<&str> = v
+                        .as_object()
+                        .map(|o| o.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    let order_ok =
+                        keys == ["code", "message"] || keys == ["code", "message", "results"];
                     if !order_ok {
                         problems.push(format!("keys {keys:?}"));
                     }
@@ -498,22 +730,38 @@ async fn gateway_behaviour_table() {
                         Results::Any => true,
                         Results::Absent => results.is_none(),
                         Results::Eq(e) => results.is_some_and(|a| results_match(e, a)),
-                        Results::Field(k, want) => results.and_then(|a| a.get(k)).and_then(Value::as_str) == Some(want),
+                        Results::Field(k, want) => {
+                            results.and_then(|a| a.get(k)).and_then(Value::as_str) == Some(want)
+                        }
                     };
                     if !ok {
                         problems.push(format!("results {results:?}"));
                     }
-                    if str_at(&v, "/code") == "SUCCESS" && r.path.starts_with("/user/avatar?") && !body.contains("\\u0026oh=") {
+                    if str_at(&v, "/code") == "SUCCESS"
+                        && r.path.starts_with("/user/avatar?")
+                        && !body.contains("\\u0026oh=")
+                    {
                         problems.push("URL not escaped like encoding/json".into());
                     }
                 }
             },
         }
         if !problems.is_empty() {
-            failures.push(format!("{} [{} {}]: {} — body {body}", r.name, r.method, r.path, problems.join("; ")));
+            failures.push(format!(
+                "{} [{} {}]: {} — body {body}",
+                r.name,
+                r.method,
+                r.path,
+                problems.join("; ")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     for s in [multi, single, empty, open] {
         s.shutdown().await;
     }

@@ -32,10 +32,22 @@ async fn upload_then_own_avatar_changes_and_is_centre_cropped() {
     let s = start(&["dev1"], true).await;
     let own = "6281234500001@s.whatsapp.net";
     // Make sure the JID has a picture before, to see the id change.
-    control(&s, Method::PUT, &format!("/_mock/contacts/{own}"), Some(json!({"picture": "set", "id": "1111111111"}))).await;
+    control(
+        &s,
+        Method::PUT,
+        &format!("/_mock/contacts/{own}"),
+        Some(json!({"picture": "set", "id": "1111111111"})),
+    )
+    .await;
     let upload = png(1000, 800);
     let (status, body) = post_avatar(&s, "dev1", upload.clone()).await;
-    assert_eq!((status, body), (200, json!({"code": "SUCCESS", "message": "Success change avatar"})));
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"code": "SUCCESS", "message": "Success change avatar"})
+        )
+    );
 
     let info = control(&s, Method::GET, "/_mock/devices/dev1/avatar", None).await;
     let r = &info["results"];
@@ -63,19 +75,40 @@ async fn upload_then_own_avatar_changes_and_is_centre_cropped() {
     let img = image::load_from_memory(&bytes).expect("jpeg").to_rgb8();
     assert_eq!(img.dimensions(), (640, 640));
     // Centre crop without scaling: output (0,0) is input (180,80); output (639,639) is input (819,719).
-    let close = |p: &image::Rgb<u8>, want: [u8; 3]| p.0.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 8);
-    assert!(close(img.get_pixel(4, 4), [(184 / 4) as u8, (84 / 4) as u8, 128]), "{:?}", img.get_pixel(4, 4));
-    assert!(close(img.get_pixel(635, 635), [(815 / 4) as u8, (715 / 4) as u8, 128]), "{:?}", img.get_pixel(635, 635));
+    let close =
+        |p: &image::Rgb<u8>, want: [u8; 3]| p.0.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 8);
+    assert!(
+        close(img.get_pixel(4, 4), [(184 / 4) as u8, (84 / 4) as u8, 128]),
+        "{:?}",
+        img.get_pixel(4, 4)
+    );
+    assert!(
+        close(
+            img.get_pixel(635, 635),
+            [(815 / 4) as u8, (715 / 4) as u8, 128]
+        ),
+        "{:?}",
+        img.get_pixel(635, 635)
+    );
 
     let (_, v) = get_avatar(&s, "phone=6281234500001&is_preview=1", Some("dev1")).await;
     let (_, _, preview) = fetch(str_at(&v, "/results/url")).await;
-    assert_eq!(image::load_from_memory(&preview).expect("preview").to_rgb8().dimensions(), (96, 96));
+    assert_eq!(
+        image::load_from_memory(&preview)
+            .expect("preview")
+            .to_rgb8()
+            .dimensions(),
+        (96, 96)
+    );
 
     // A second upload gives yet another id.
     let (status, _) = post_avatar(&s, "dev1", png(300, 500)).await;
     assert_eq!(status, 200);
     let info = control(&s, Method::GET, "/_mock/devices/dev1/avatar", None).await;
-    assert_eq!(info["results"]["width"], 300, "short side kept, no upscaling");
+    assert_eq!(
+        info["results"]["width"], 300,
+        "short side kept, no upscaling"
+    );
     assert_eq!(info["results"]["height"], 300);
     assert_ne!(str_at(&info, "/results/id"), new_id);
     s.shutdown().await;
@@ -92,21 +125,33 @@ async fn cdn_serves_jpeg_and_rejects_expired_or_tampered_urls() {
     control_open(&s, "/_mock/contacts/628777", json!({"picture": "set"})).await;
     let (_, v) = open_get(&s, "phone=628777").await;
     let url = str_at(&v, "/results/url").to_string();
-    assert!(url.starts_with("http://127.0.0.1:1/v/t61.24694-24/"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:1/v/t61.24694-24/"),
+        "{url}"
+    );
     assert!(url.contains("_n.jpg?ccb=11-4&oh="), "{url}");
     assert_eq!(str_at(&v, "/results/id"), world::picture_id(0, "628777"));
     // Served by the mock itself: swap the public base for the bound one.
     let local = url.replace("http://127.0.0.1:1", &s.base_url());
     let (status, ct, bytes) = fetch(&local).await;
     assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
-    assert_eq!(image::load_from_memory(&bytes).expect("jpeg").to_rgb8().dimensions(), (640, 640));
+    assert_eq!(
+        image::load_from_memory(&bytes)
+            .expect("jpeg")
+            .to_rgb8()
+            .dimensions(),
+        (640, 640)
+    );
     // Same bytes the second time (cached, deterministic).
     assert_eq!(fetch(&local).await.2, bytes);
 
     let (base, oe) = local.rsplit_once("&oe=").expect("oe");
     assert!(u64::from_str_radix(oe, 16).is_ok());
     let (status, _, body) = fetch(&format!("{base}&oe=5F5E1000")).await;
-    assert_eq!((status, body.as_slice()), (403, b"URL signature expired".as_slice()));
+    assert_eq!(
+        (status, body.as_slice()),
+        (403, b"URL signature expired".as_slice())
+    );
     let tampered = local.replace("oh=", "oh=0");
     let (status, _, body) = fetch(&tampered).await;
     assert_eq!((status, body.as_slice()), (403, b"Bad URL hash".as_slice()));
@@ -136,30 +181,72 @@ async fn open_get(s: &mock_server::MockServer, query: &str) -> (u16, Value) {
 #[tokio::test]
 async fn faults_are_applied_and_validated() {
     let s = start(&["dev1"], true).await;
-    control(&s, Method::PUT, "/_mock/contacts/628100", Some(json!({"picture": "set"}))).await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/contacts/628100",
+        Some(json!({"picture": "set"})),
+    )
+    .await;
     let f = control(&s, Method::GET, "/_mock/faults", None).await;
     assert_eq!(f["results"]["timeout_ms"], 5000);
     assert_eq!(f["results"]["timeout"], 0.0);
 
-    control(&s, Method::PUT, "/_mock/faults", Some(json!({"latency_ms": 150}))).await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/faults",
+        Some(json!({"latency_ms": 150})),
+    )
+    .await;
     let t = Instant::now();
     let (status, _) = get_avatar(&s, "phone=628100", None).await;
     assert_eq!(status, 200);
     assert!(t.elapsed().as_millis() >= 150, "latency applied");
 
-    control(&s, Method::PUT, "/_mock/faults", Some(json!({"internal_error": 1.0}))).await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/faults",
+        Some(json!({"internal_error": 1.0})),
+    )
+    .await;
     let (status, v) = get_avatar(&s, "phone=628100", None).await;
-    assert_eq!((status, str_at(&v, "/message")), (500, "info query returned status 500: internal-server-error"));
+    assert_eq!(
+        (status, str_at(&v, "/message")),
+        (500, "info query returned status 500: internal-server-error")
+    );
 
-    control(&s, Method::PUT, "/_mock/faults", Some(json!({"not_connected": 1.0}))).await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/faults",
+        Some(json!({"not_connected": 1.0})),
+    )
+    .await;
     let (status, v) = get_avatar(&s, "phone=628100", None).await;
     assert_eq!((status, str_at(&v, "/code")), (401, "AUTHENTICATION_ERROR"));
 
-    control(&s, Method::PUT, "/_mock/faults", Some(json!({"rate_overlimit": 1.0}))).await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/faults",
+        Some(json!({"rate_overlimit": 1.0})),
+    )
+    .await;
     let (status, v) = post_avatar(&s, "dev1", png(10, 10)).await;
-    assert_eq!((status, str_at(&v, "/message")), (500, "info query returned status 429: rate-overlimit"));
+    assert_eq!(
+        (status, str_at(&v, "/message")),
+        (500, "info query returned status 429: rate-overlimit")
+    );
 
-    control(&s, Method::PUT, "/_mock/faults", Some(json!({"timeout": 1.0, "timeout_ms": 30}))).await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/faults",
+        Some(json!({"timeout": 1.0, "timeout_ms": 30})),
+    )
+    .await;
     let t = Instant::now();
     let (status, v) = get_avatar(&s, "phone=628100", None).await;
     assert_eq!((status, str_at(&v, "/code")), (408, "CONTEXT_ERROR"));
@@ -193,7 +280,11 @@ async fn request_log_records_requests_newest_last() {
         .await
         .expect("get");
     assert_eq!(resp.status(), 401);
-    client().get(format!("{}/health", s.base_url())).send().await.expect("health");
+    client()
+        .get(format!("{}/health", s.base_url()))
+        .send()
+        .await
+        .expect("health");
 
     let log = control(&s, Method::GET, "/_mock/requests", None).await;
     let entries = log["results"].as_array().expect("array");
@@ -243,7 +334,9 @@ async fn world_outcomes_match_the_library_function() {
         let phone = n.to_string();
         let (status, v) = open_get(&s, &format!("phone={phone}")).await;
         let got = match (status, str_at(&v, "/message")) {
-            (200, _) => Outcome::Set { id: str_at(&v, "/results/id").to_string() },
+            (200, _) => Outcome::Set {
+                id: str_at(&v, "/results/id").to_string(),
+            },
             (500, "that user or group does not have a profile picture") => Outcome::NotSet,
             (500, "the user has hidden their profile picture from you") => Outcome::Hidden,
             (400, _) if str_at(&v, "/code") == "INVALID_JID" => Outcome::NotOnWhatsapp,
@@ -251,7 +344,10 @@ async fn world_outcomes_match_the_library_function() {
         };
         let predicted = world::outcome(seed, &shares, &phone);
         assert_eq!(got, predicted, "{phone}");
-        assert_eq!(predicted, world::outcome(seed, &shares, &sanitize_phone(&phone)));
+        assert_eq!(
+            predicted,
+            world::outcome(seed, &shares, &sanitize_phone(&phone))
+        );
         seen[match got {
             Outcome::Set { .. } => 0,
             Outcome::NotSet => 1,
@@ -259,10 +355,17 @@ async fn world_outcomes_match_the_library_function() {
             Outcome::NotOnWhatsapp => 3,
         }] += 1;
     }
-    assert!(seen.iter().all(|c| *c > 0), "every outcome occurs: {seen:?}");
+    assert!(
+        seen.iter().all(|c| *c > 0),
+        "every outcome occurs: {seen:?}"
+    );
     // A different seed gives a different world.
-    let other: Vec<_> = (0..50).map(|i| world::outcome(seed + 1, &shares, &format!("62811{i:07}"))).collect();
-    let this: Vec<_> = (0..50).map(|i| world::outcome(seed, &shares, &format!("62811{i:07}"))).collect();
+    let other: Vec<_> = (0..50)
+        .map(|i| world::outcome(seed + 1, &shares, &format!("62811{i:07}")))
+        .collect();
+    let this: Vec<_> = (0..50)
+        .map(|i| world::outcome(seed, &shares, &format!("62811{i:07}")))
+        .collect();
     assert_ne!(other, this);
     s.shutdown().await;
 }
@@ -272,19 +375,44 @@ async fn reset_restores_the_initial_state() {
     let s = start(&["dev1"], true).await;
     let jid = "628300";
     let before = get_avatar(&s, &format!("phone={jid}"), None).await;
-    control(&s, Method::PUT, &format!("/_mock/contacts/{jid}"), Some(json!({"picture": "hidden"}))).await;
-    control(&s, Method::PUT, "/_mock/devices/extra", Some(json!({"state": "disconnected", "jid": "628999:2@s.whatsapp.net"}))).await;
-    control(&s, Method::PUT, "/_mock/faults", Some(json!({"latency_ms": 5}))).await;
+    control(
+        &s,
+        Method::PUT,
+        &format!("/_mock/contacts/{jid}"),
+        Some(json!({"picture": "hidden"})),
+    )
+    .await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/devices/extra",
+        Some(json!({"state": "disconnected", "jid": "628999:2@s.whatsapp.net"})),
+    )
+    .await;
+    control(
+        &s,
+        Method::PUT,
+        "/_mock/faults",
+        Some(json!({"latency_ms": 5})),
+    )
+    .await;
     let (status, _) = post_avatar(&s, "dev1", png(20, 20)).await;
     assert_eq!(status, 200);
     let (status, v) = get_avatar(&s, "phone=628999", Some("628999@s.whatsapp.net")).await;
-    assert_eq!((status, str_at(&v, "/code")), (401, "AUTHENTICATION_ERROR"), "selected by bare JID");
+    assert_eq!(
+        (status, str_at(&v, "/code")),
+        (401, "AUTHENTICATION_ERROR"),
+        "selected by bare JID"
+    );
 
     control(&s, Method::POST, "/_mock/reset", None).await;
     let devices = control(&s, Method::GET, "/_mock/devices", None).await;
     assert_eq!(devices["results"].as_array().map(Vec::len), Some(1));
     assert_eq!(devices["results"][0]["id"], "dev1");
-    assert_eq!(devices["results"][0]["jid"], "6281234500001:1@s.whatsapp.net");
+    assert_eq!(
+        devices["results"][0]["jid"],
+        "6281234500001:1@s.whatsapp.net"
+    );
     assert_eq!(devices["results"][0]["avatar_id"], Value::Null);
     let f = control(&s, Method::GET, "/_mock/faults", None).await;
     assert_eq!(f["results"]["latency_ms"], 0);
@@ -292,6 +420,9 @@ async fn reset_restores_the_initial_state() {
     assert_eq!(log["results"], json!([]));
     let after = get_avatar(&s, &format!("phone={jid}"), None).await;
     assert_eq!(before.0, after.0);
-    assert_eq!(str_at(&before.1, "/results/id"), str_at(&after.1, "/results/id"));
+    assert_eq!(
+        str_at(&before.1, "/results/id"),
+        str_at(&after.1, "/results/id")
+    );
     s.shutdown().await;
 }

@@ -40,7 +40,12 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Sends a control request (authenticated as USER) and returns the JSON body.
-pub async fn control(s: &MockServer, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+pub async fn control(
+    s: &MockServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     let mut rb = client()
         .request(method, format!("{}{path}", s.base_url()))
         .basic_auth(USER, Some(PASS));
@@ -87,9 +92,11 @@ pub async fn post_avatar(s: &MockServer, device: &str, bytes: Vec<u8>) -> (u16, 
 
 /// A PNG whose pixel (x, y) is (x/4, y/4, 128), so crops can be located.
 pub fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x / 4) as u8, (y / 4) as u8, 128]));
+    let img =
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x / 4) as u8, (y / 4) as u8, 128]));
     let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
     out.into_inner()
 }
 
