@@ -1,6 +1,6 @@
 //! The router, the global body limit, and [`spawn`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -40,12 +40,12 @@ pub struct MockServer {
 }
 
 impl MockServer {
-    /// `http://IP:PORT` of the bound socket.
+    /// `http://IP:PORT` of the bound socket (loopback when bound to a wildcard address).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// The bound socket address.
+    /// The bound socket address (loopback when bound to a wildcard address).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -170,9 +170,19 @@ pub async fn spawn(config: Config) -> Result<MockServer, MockError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| MockError::Bind { addr, source })?;
-    let addr = listener
+    let mut addr = listener
         .local_addr()
         .map_err(|source| MockError::Bind { addr, source })?;
+    let bound = addr;
+    // A wildcard bind (0.0.0.0 / ::) is reached through loopback.
+    if addr.ip().is_unspecified() {
+        let loopback = if addr.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        };
+        addr.set_ip(loopback);
+    }
     let public_base = config
         .public_url
         .as_deref()
@@ -189,7 +199,7 @@ pub async fn spawn(config: Config) -> Result<MockServer, MockError> {
             tracing::error!(error = %e, "mock server stopped");
         }
     });
-    tracing::info!(%addr, "mock server listening");
+    tracing::info!(%bound, url = %format!("http://{addr}"), "mock server listening");
     Ok(MockServer {
         addr,
         state,
