@@ -396,3 +396,57 @@ fn store(state: &AppState, dev: &Selected, upload: &[u8], p: Processed) {
     );
     write(&state.contacts).insert(world_key(&bare(&jid)), Outcome::Set { id });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+
+    use super::*;
+
+    fn encode(img: &DynamicImage, f: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, f).expect("encode");
+        out.into_inner()
+    }
+
+    #[test]
+    fn every_gateway_format_is_sniffed_decoded_and_cropped() {
+        let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(50, 70, Rgba([200, 10, 10, 255])));
+        for (f, name) in [
+            (ImageFormat::Jpeg, "jpeg"),
+            (ImageFormat::Png, "png"),
+            (ImageFormat::Gif, "gif"),
+            (ImageFormat::Bmp, "bmp"),
+            (ImageFormat::Tiff, "tiff"),
+            (ImageFormat::WebP, "webp"),
+        ] {
+            let input = if f == ImageFormat::Jpeg {
+                encode(&DynamicImage::ImageRgb8(img.to_rgb8()), f)
+            } else {
+                encode(&img, f)
+            };
+            assert_eq!(sniff(&input), Some(f), "{name}");
+            let p = process(&input).expect(name);
+            assert_eq!((p.edge, p.uploaded_format), (50, name));
+            assert_eq!((p.uploaded_width, p.uploaded_height), (50, 70));
+            let out =
+                image::load_from_memory_with_format(&p.jpeg, ImageFormat::Jpeg).expect("jpeg");
+            assert_eq!((out.width(), out.height()), (50, 50));
+        }
+    }
+
+    #[test]
+    fn transparent_pixels_become_black_and_garbage_is_unknown() {
+        let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(8, 8, Rgba([255, 255, 255, 0])));
+        let p = process(&encode(&img, ImageFormat::Png)).expect("png");
+        let out = image::load_from_memory(&p.jpeg).expect("jpeg").to_rgb8();
+        assert!(out.get_pixel(4, 4).0.iter().all(|c| *c < 10));
+        assert_eq!(
+            process(b"GIF").unwrap_err(),
+            "failed to decode image: image: unknown format"
+        );
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::WebP));
+    }
+}

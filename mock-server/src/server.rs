@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -18,6 +19,9 @@ use crate::config::Config;
 use crate::envelope::{TEXT_CONTENT_TYPE, json_response, text};
 use crate::state::AppState;
 use crate::{auth, avatar, cdn, control, devices, requests_log};
+
+/// How long [`MockServer::shutdown`] lets requests in flight (e.g. an injected timeout) finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Errors of [`spawn`].
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +59,18 @@ impl MockServer {
         &self.state.public_base
     }
 
-    /// Stops accepting connections and waits for the server task.
+    /// Stops accepting connections and waits (at most [`SHUTDOWN_GRACE`]) for requests in flight,
+    /// then stops the server task.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
             let _ = task.await;
         }
     }

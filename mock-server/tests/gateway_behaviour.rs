@@ -287,6 +287,18 @@ fn rows() -> Vec<Row> {
             "/user/avatar?phone=120363000000099%40g.us",
         )
         .json(500, "INTERNAL_SERVER_ERROR", NO_PICTURE),
+        row(
+            "LIDs skip the on-whatsapp check",
+            GET,
+            "/user/avatar?phone=99887766%40lid",
+        )
+        .json(500, "INTERNAL_SERVER_ERROR", NO_PICTURE),
+        row(
+            "newsletters pass through",
+            GET,
+            "/user/avatar?phone=120363111%40newsletter",
+        )
+        .results(Field("id", "1700000002")),
         row("empty user", GET, "/user/avatar?phone=%40s.whatsapp.net").json(
             500,
             "INTERNAL_SERVER_ERROR",
@@ -548,6 +560,11 @@ async fn common_contacts(s: &MockServer) {
         (
             "120363000000099@g.us",
             json!({"picture": "not_on_whatsapp"}),
+        ),
+        ("99887766@lid", json!({"picture": "not_on_whatsapp"})),
+        (
+            "120363111@newsletter",
+            json!({"picture": "set", "id": "1700000002"}),
         ),
     ] {
         control(
