@@ -209,6 +209,33 @@ fn format_name(f: ImageFormat) -> &'static str {
     }
 }
 
+/// Approximates the Go decoders' error text for data that has the right magic but is corrupt:
+/// truncated input gives Go's `unexpected EOF`, anything else the package's "invalid format" error.
+fn go_decode_error(format: ImageFormat, e: &image::ImageError) -> &'static str {
+    let text = e.to_string().to_ascii_lowercase();
+    let truncated = matches!(e, image::ImageError::IoError(_))
+        || [
+            "eof",
+            "enough bytes",
+            "end of",
+            "truncated",
+            "unexpected end",
+        ]
+        .iter()
+        .any(|w| text.contains(w));
+    if truncated {
+        return "unexpected EOF";
+    }
+    match format {
+        ImageFormat::Jpeg => "invalid JPEG format: bad data",
+        ImageFormat::Png => "png: invalid format: invalid data",
+        ImageFormat::Gif => "gif: invalid format",
+        ImageFormat::Bmp => "bmp: invalid format",
+        ImageFormat::Tiff => "tiff: invalid format: malformed data",
+        _ => "riff: invalid format",
+    }
+}
+
 /// The result of the gateway's conversion of an upload.
 #[derive(Debug)]
 pub struct Processed {
@@ -226,7 +253,7 @@ pub struct Processed {
 pub fn process(data: &[u8]) -> Result<Processed, String> {
     let format = sniff(data).ok_or("failed to decode image: image: unknown format")?;
     let img = image::load_from_memory_with_format(data, format)
-        .map_err(|e| format!("failed to decode image: {e}"))?;
+        .map_err(|e| format!("failed to decode image: {}", go_decode_error(format, &e)))?;
     let (w, h) = img.dimensions();
     let size = w.min(h).min(640);
     if size == 0 {
@@ -448,5 +475,9 @@ mod tests {
             "failed to decode image: image: unknown format"
         );
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::WebP));
+        assert_eq!(
+            process(b"\xff\xd8\xff\xe0garbage").unwrap_err(),
+            "failed to decode image: unexpected EOF"
+        );
     }
 }
