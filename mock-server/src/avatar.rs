@@ -209,6 +209,33 @@ fn format_name(f: ImageFormat) -> &'static str {
     }
 }
 
+/// Approximates the Go decoders' error text for data that has the right magic but is corrupt:
+/// truncated input gives Go's `unexpected EOF`, anything else the package's "invalid format" error.
+fn go_decode_error(format: ImageFormat, e: &image::ImageError) -> &'static str {
+    let text = e.to_string().to_ascii_lowercase();
+    let truncated = matches!(e, image::ImageError::IoError(_))
+        || [
+            "eof",
+            "enough bytes",
+            "end of",
+            "truncated",
+            "unexpected end",
+        ]
+        .iter()
+        .any(|w| text.contains(w));
+    if truncated {
+        return "unexpected EOF";
+    }
+    match format {
+        ImageFormat::Jpeg => "invalid JPEG format: bad data",
+        ImageFormat::Png => "png: invalid format: invalid data",
+        ImageFormat::Gif => "gif: invalid format",
+        ImageFormat::Bmp => "bmp: invalid format",
+        ImageFormat::Tiff => "tiff: invalid format: malformed data",
+        _ => "riff: invalid format",
+    }
+}
+
 /// The result of the gateway's conversion of an upload.
 #[derive(Debug)]
 pub struct Processed {
@@ -226,7 +253,7 @@ pub struct Processed {
 pub fn process(data: &[u8]) -> Result<Processed, String> {
     let format = sniff(data).ok_or("failed to decode image: image: unknown format")?;
     let img = image::load_from_memory_with_format(data, format)
-        .map_err(|e| format!("failed to decode image: {e}"))?;
+        .map_err(|e| format!("failed to decode image: {}", go_decode_error(format, &e)))?;
     let (w, h) = img.dimensions();
     let size = w.min(h).min(640);
     if size == 0 {
@@ -395,4 +422,62 @@ fn store(state: &AppState, dev: &Selected, upload: &[u8], p: Processed) {
         }),
     );
     write(&state.contacts).insert(world_key(&bare(&jid)), Outcome::Set { id });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+
+    use super::*;
+
+    fn encode(img: &DynamicImage, f: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, f).expect("encode");
+        out.into_inner()
+    }
+
+    #[test]
+    fn every_gateway_format_is_sniffed_decoded_and_cropped() {
+        let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(50, 70, Rgba([200, 10, 10, 255])));
+        for (f, name) in [
+            (ImageFormat::Jpeg, "jpeg"),
+            (ImageFormat::Png, "png"),
+            (ImageFormat::Gif, "gif"),
+            (ImageFormat::Bmp, "bmp"),
+            (ImageFormat::Tiff, "tiff"),
+            (ImageFormat::WebP, "webp"),
+        ] {
+            let input = if f == ImageFormat::Jpeg {
+                encode(&DynamicImage::ImageRgb8(img.to_rgb8()), f)
+            } else {
+                encode(&img, f)
+            };
+            assert_eq!(sniff(&input), Some(f), "{name}");
+            let p = process(&input).expect(name);
+            assert_eq!((p.edge, p.uploaded_format), (50, name));
+            assert_eq!((p.uploaded_width, p.uploaded_height), (50, 70));
+            let out =
+                image::load_from_memory_with_format(&p.jpeg, ImageFormat::Jpeg).expect("jpeg");
+            assert_eq!((out.width(), out.height()), (50, 50));
+        }
+    }
+
+    #[test]
+    fn transparent_pixels_become_black_and_garbage_is_unknown() {
+        let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(8, 8, Rgba([255, 255, 255, 0])));
+        let p = process(&encode(&img, ImageFormat::Png)).expect("png");
+        let out = image::load_from_memory(&p.jpeg).expect("jpeg").to_rgb8();
+        assert!(out.get_pixel(4, 4).0.iter().all(|c| *c < 10));
+        assert_eq!(
+            process(b"GIF").unwrap_err(),
+            "failed to decode image: image: unknown format"
+        );
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::WebP));
+        assert_eq!(
+            process(b"\xff\xd8\xff\xe0garbage").unwrap_err(),
+            "failed to decode image: unexpected EOF"
+        );
+    }
 }

@@ -79,7 +79,7 @@ pub async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let duration_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     tracing::debug!(%method, %path, query = ?query, device = ?device_id, status, duration_ms, "request");
     if !path.starts_with("/_mock/") {
         state.log.push(Entry {

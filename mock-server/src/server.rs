@@ -1,7 +1,8 @@
 //! The router, the global body limit, and [`spawn`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -18,6 +19,9 @@ use crate::config::Config;
 use crate::envelope::{TEXT_CONTENT_TYPE, json_response, text};
 use crate::state::AppState;
 use crate::{auth, avatar, cdn, control, devices, requests_log};
+
+/// How long [`MockServer::shutdown`] lets requests in flight (e.g. an injected timeout) finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Errors of [`spawn`].
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +44,12 @@ pub struct MockServer {
 }
 
 impl MockServer {
-    /// `http://IP:PORT` of the bound socket.
+    /// `http://IP:PORT` of the bound socket (loopback when bound to a wildcard address).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// The bound socket address.
+    /// The bound socket address (loopback when bound to a wildcard address).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -55,12 +59,18 @@ impl MockServer {
         &self.state.public_base
     }
 
-    /// Stops accepting connections and waits for the server task.
+    /// Stops accepting connections and waits (at most [`SHUTDOWN_GRACE`]) for requests in flight,
+    /// then stops the server task.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
             let _ = task.await;
         }
     }
@@ -170,9 +180,19 @@ pub async fn spawn(config: Config) -> Result<MockServer, MockError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| MockError::Bind { addr, source })?;
-    let addr = listener
+    let mut addr = listener
         .local_addr()
         .map_err(|source| MockError::Bind { addr, source })?;
+    let bound = addr;
+    // A wildcard bind (0.0.0.0 / ::) is reached through loopback.
+    if addr.ip().is_unspecified() {
+        let loopback = if addr.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        };
+        addr.set_ip(loopback);
+    }
     let public_base = config
         .public_url
         .as_deref()
@@ -189,7 +209,7 @@ pub async fn spawn(config: Config) -> Result<MockServer, MockError> {
             tracing::error!(error = %e, "mock server stopped");
         }
     });
-    tracing::info!(%addr, "mock server listening");
+    tracing::info!(%bound, url = %format!("http://{addr}"), "mock server listening");
     Ok(MockServer {
         addr,
         state,
