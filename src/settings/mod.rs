@@ -97,6 +97,9 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("retry.delays_ms")
+                .with_list_parse_key("image.allow_hosts")
                 .source(Some(env)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -162,6 +165,8 @@ mod tests {
             ("AVATAR_WORKER__TOPOLOGY__QUEUE_TYPE", "quorum"),
             ("AVATAR_WORKER__TOPOLOGY__PREFIX", "crm"),
             ("AVATAR_WORKER__LOG__FORMAT", "json"),
+            ("AVATAR_WORKER__RETRY__DELAYS_MS", "100,200,400"),
+            ("AVATAR_WORKER__IMAGE__ALLOW_HOSTS", "mock-server:3000,127.0.0.1"),
             ("UNRELATED", "x"),
         ])
         .unwrap();
@@ -171,6 +176,8 @@ mod tests {
         assert_eq!(settings.topology.queue_type, QueueType::Quorum);
         assert_eq!(settings.topology.names().fetch, "crm.fetch");
         assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.retry.delays_ms, vec![100, 200, 400]);
+        assert_eq!(settings.image.allow_hosts, vec!["mock-server:3000", "127.0.0.1"]);
         assert!(
             !format!("{settings:?}").contains("s3cret"),
             "secrets never print"
