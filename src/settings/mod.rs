@@ -166,7 +166,10 @@ mod tests {
             ("AVATAR_WORKER__TOPOLOGY__PREFIX", "crm"),
             ("AVATAR_WORKER__LOG__FORMAT", "json"),
             ("AVATAR_WORKER__RETRY__DELAYS_MS", "100,200,400"),
-            ("AVATAR_WORKER__IMAGE__ALLOW_HOSTS", "mock-server:3000,127.0.0.1"),
+            (
+                "AVATAR_WORKER__IMAGE__ALLOW_HOSTS",
+                "mock-server:3000,127.0.0.1",
+            ),
             ("UNRELATED", "x"),
         ])
         .unwrap();
@@ -177,7 +180,10 @@ mod tests {
         assert_eq!(settings.topology.names().fetch, "crm.fetch");
         assert_eq!(settings.log.format, LogFormat::Json);
         assert_eq!(settings.retry.delays_ms, vec![100, 200, 400]);
-        assert_eq!(settings.image.allow_hosts, vec!["mock-server:3000", "127.0.0.1"]);
+        assert_eq!(
+            settings.image.allow_hosts,
+            vec!["mock-server:3000", "127.0.0.1"]
+        );
         assert!(
             !format!("{settings:?}").contains("s3cret"),
             "secrets never print"

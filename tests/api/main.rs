@@ -1,9 +1,12 @@
 //! End-to-end tests: real RabbitMQ, the mock gateway over HTTP, the worker in-process.
 
 mod broker;
+mod crash;
 mod fetch;
 mod helpers;
+mod hostile;
 mod malformed;
+mod process;
 mod reconnect;
 mod reliability;
 mod routing;
