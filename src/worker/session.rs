@@ -123,6 +123,10 @@ async fn consume(
             .await;
     }
     drain(services, tracker, &consumer_channel).await;
+    let _ = publisher
+        .channel()
+        .close(200, "worker stopping".into())
+        .await;
     Ok(SessionEnd::Shutdown)
 }
 

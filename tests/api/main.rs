@@ -10,6 +10,7 @@ mod process;
 mod reconnect;
 mod reliability;
 mod routing;
+mod scale;
 mod schemas;
 mod shutdown;
 mod update;

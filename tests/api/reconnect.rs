@@ -74,8 +74,9 @@ async fn the_worker_reconnects_and_answers_every_job() {
         ..AppOptions::default()
     })
     .await;
-    app.put("/_mock/faults", json!({"latency_ms": 5})).await;
-    const JOBS: usize = 300;
+    app.put("/_mock/faults", json!({"latency_ms": 2})).await;
+    const JOBS: usize = 1000;
+    const CUT_EVERY: usize = 100;
     for i in 0..JOBS {
         app.publish_json(
             JobKind::Fetch,
@@ -84,18 +85,37 @@ async fn the_worker_reconnects_and_answers_every_job() {
         .await;
     }
     let mut seen = HashSet::new();
+    let mut answers = 0;
     let mut cuts = 0;
     while seen.len() < JOBS {
         let result = app.next_result().await;
         assert!(result.error.is_none(), "{result:?}");
-        seen.insert(result.job_id.to_string());
-        // Cut the worker's connection three times while it is busy.
-        if seen.len() % 75 == 0 && cuts < 3 && seen.len() / 75 > cuts {
+        answers += 1;
+        if seen.insert(result.job_id.to_string())
+            && seen.len() % CUT_EVERY == 0
+            && seen.len() < JOBS
+        {
+            // Drop the worker's broker connection while it is busy.
             proxy.cut();
             cuts += 1;
         }
     }
-    assert_eq!(cuts, 3);
+    assert_eq!(cuts, JOBS / CUT_EVERY - 1);
+    eprintln!(
+        "{JOBS} jobs through {cuts} connection drops: {} duplicate answers",
+        answers - JOBS
+    );
+    // Nothing stuck: the worker is still consuming after the last drop.
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "after", "phone": "6281300000000"}),
+    )
+    .await;
+    loop {
+        if app.next_result().await.job_id.as_str() == "after" {
+            break;
+        }
+    }
     app.stop_worker().await;
     assert_eq!(app.queue_depth(&app.names.fetch.clone()).await, 0);
 }
