@@ -17,6 +17,10 @@ use axum::routing::get;
 use base64::Engine;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
+#[path = "support/pictures.rs"]
+mod pictures;
+use pictures::{banded_photo, gateway_crop, mean_abs_diff, scaled_reference};
+
 // ---------------------------------------------------------------- helpers
 
 fn settings() -> ImageSettings {
@@ -386,48 +390,11 @@ fn truncated_files_are_refused() {
 
 // ---------------------------------------------------------------- scaling, not cropping
 
-/// 4000×3000 with 400 px colour bands across and a dark-to-light ramp down: the centre
-/// 640×640 pixels (the gateway's crop) shows under two bands, the whole square shows 7.5.
-fn banded_photo() -> RgbImage {
-    const BANDS: [[u8; 3]; 10] = [
-        [200, 40, 40],
-        [40, 200, 40],
-        [40, 40, 200],
-        [200, 200, 40],
-        [40, 200, 200],
-        [200, 40, 200],
-        [240, 240, 240],
-        [20, 20, 20],
-        [240, 140, 20],
-        [120, 60, 180],
-    ];
-    RgbImage::from_fn(4000, 3000, |x, y| {
-        let band = BANDS[(x / 400) as usize];
-        let ramp = 0.6 + 0.4 * f64::from(y) / 3000.0;
-        Rgb(band.map(|c| (f64::from(c) * ramp) as u8))
-    })
-}
-
-fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
-    let total: u64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
-        .sum();
-    total as f64 / a.as_raw().len() as f64
-}
-
 #[test]
 fn large_photo_is_scaled_whole_not_centre_cropped() {
     let photo = banded_photo();
-    let reference = image::imageops::resize(
-        &image::imageops::crop_imm(&photo, 500, 0, 3000, 3000).to_image(),
-        640,
-        640,
-        image::imageops::FilterType::Lanczos3,
-    );
-    let gateway_crop = image::imageops::crop_imm(&photo, 1680, 1180, 640, 640).to_image();
+    let reference = scaled_reference(&photo);
+    let gateway_crop = gateway_crop(&photo);
     for (name, data) in [
         ("jpeg", jpeg(&photo, 90)),
         (

@@ -6,6 +6,8 @@ mod fetch;
 mod helpers;
 mod hostile;
 mod malformed;
+#[path = "../support/pictures.rs"]
+mod pictures;
 mod process;
 mod reconnect;
 mod reliability;

@@ -78,3 +78,54 @@ async fn bad_pictures_are_refused_before_the_gateway() {
         .unwrap();
     assert_ne!(stored.status(), 200, "nothing reached the gateway");
 }
+
+#[tokio::test]
+async fn a_large_photo_reaches_the_gateway_scaled_whole_not_cropped() {
+    use crate::pictures::{banded_photo, gateway_crop, mean_abs_diff, scaled_reference};
+    let mut app = spawn_app().await;
+    let photo = banded_photo();
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(photo.clone())
+        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+            &mut jpeg, 90,
+        ))
+        .unwrap();
+    app.publish_json(
+        JobKind::Update,
+        &json!({"device_id": "dev-a", "image": {"base64": b64(jpeg.get_ref())}}),
+    )
+    .await;
+    let result = app.next_result().await;
+    assert_eq!(result.status, Status::Ok, "{:?}", result.error);
+    let stored = app.get("/_mock/devices/dev-a/avatar").await["results"].clone();
+    assert_eq!(
+        (stored["width"].as_u64(), stored["height"].as_u64()),
+        (Some(640), Some(640))
+    );
+    assert_eq!(stored["format"], "jpeg");
+
+    // Read the picture back the way a producer would: a fetch of the device's own JID, with the bytes.
+    let own = app.get("/devices").await["results"][0]["jid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bare = format!("{}@s.whatsapp.net", own.split(['@', ':']).next().unwrap());
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"device_id": "dev-a", "phone": bare, "download": true}),
+    )
+    .await;
+    let fetched = app.next_result().await;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(fetched.image.expect("downloaded").base64.unwrap())
+        .unwrap();
+    let held = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    assert_eq!(held.dimensions(), (640, 640));
+    let to_reference = mean_abs_diff(&held, &scaled_reference(&photo));
+    let to_crop = mean_abs_diff(&held, &gateway_crop(&photo));
+    assert!(
+        to_reference < 6.0,
+        "the whole picture, scaled: {to_reference}"
+    );
+    assert!(to_crop > 40.0, "not the centre crop: {to_crop}");
+}
