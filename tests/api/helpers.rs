@@ -303,6 +303,12 @@ impl TestApp {
         }
     }
 
+    /// Starts the in-process worker of an app spawned with `start_worker: false`.
+    pub fn start_worker(&mut self) {
+        assert!(self.worker.is_none(), "the worker already runs");
+        self.worker = Some(start_worker(&self.settings, &self.shutdown));
+    }
+
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
     }

@@ -49,11 +49,13 @@ async fn shutdown_finishes_in_flight_jobs_and_returns_the_rest() {
             s.worker.max_in_flight = 200;
             s.worker.prefetch = 200;
         }),
+        start_worker: false,
         ..AppOptions::default()
     })
     .await;
     app.put("/_mock/faults", json!({"latency_ms": 300})).await;
     publish_jobs(&app).await;
+    app.start_worker();
     let first = app.next_result().await;
     app.stop_worker().await;
     let (answered, requeued) = assert_nothing_lost(&mut app, first.job_id.to_string()).await;
