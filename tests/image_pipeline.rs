@@ -19,7 +19,7 @@ use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
 #[path = "support/pictures.rs"]
 mod pictures;
-use pictures::{banded_photo, gateway_crop, mean_abs_diff, scaled_reference};
+use pictures::{banded_photo, gateway_crop, mean_abs_diff, png_chunk, scaled_reference};
 
 // ---------------------------------------------------------------- helpers
 
@@ -300,30 +300,6 @@ fn tiny_images_are_refused() {
     };
     let prepared = normalize_bytes(&data, &relaxed).expect("allowed when configured");
     assert_eq!((prepared.width, prepared.height), (100, 100));
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
-    let mut body = kind.to_vec();
-    body.extend_from_slice(data);
-    chunk.extend_from_slice(&body);
-    chunk.extend_from_slice(&crc32(&body).to_be_bytes());
-    chunk
 }
 
 #[test]

@@ -1,8 +1,5 @@
-use anyhow::Context;
 use clap::Subcommand;
-use secrecy::ExposeSecret;
 
-use crate::client::Client;
 use crate::settings::Settings;
 
 #[derive(Debug, Subcommand)]
@@ -16,14 +13,7 @@ pub enum DeadCommand {
 }
 
 pub async fn dead(settings: &Settings, command: DeadCommand) -> anyhow::Result<()> {
-    let client = Client::connect_with(settings.amqp.url.expose_secret(), settings.topology.names())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the broker at {}",
-                settings.amqp.redacted_url()
-            )
-        })?;
+    let client = super::connect_client(settings).await?;
     match command {
         DeadCommand::Replay { limit } => {
             let report = client.replay_dead(limit).await?;

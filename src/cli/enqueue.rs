@@ -4,9 +4,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use clap::Subcommand;
-use secrecy::ExposeSecret;
 
-use crate::client::Client;
 use crate::protocol::{DeviceId, FetchJob, ImageSpec, JobId, Phone, UpdateJob};
 use crate::settings::Settings;
 
@@ -62,14 +60,7 @@ pub struct Wait {
 }
 
 pub async fn enqueue(settings: &Settings, command: EnqueueCommand) -> anyhow::Result<()> {
-    let client = Client::connect_with(settings.amqp.url.expose_secret(), settings.topology.names())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the broker at {}",
-                settings.amqp.redacted_url()
-            )
-        })?;
+    let client = super::connect_client(settings).await?;
     let device = |device: Option<String>| {
         device
             .map(DeviceId::parse)

@@ -58,6 +58,23 @@ fn parse_log_format(value: &str) -> Result<LogFormat, String> {
     }
 }
 
+/// A producer connection with the configured broker and queue names.
+async fn connect_client(settings: &Settings) -> anyhow::Result<crate::client::Client> {
+    use anyhow::Context;
+    use secrecy::ExposeSecret;
+    crate::client::Client::connect_with(
+        settings.amqp.url.expose_secret(),
+        settings.topology.names(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot reach the broker at {}",
+            settings.amqp.redacted_url()
+        )
+    })
+}
+
 /// Entry point of the binary.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -18,81 +18,65 @@ fn check_id(field: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A WhatsApp account (gateway device slot) a job runs on: an id, an AD JID or a bare JID, as the gateway
-/// accepts in `X-Device-Id`. Validated once so it is always safe to put in a header, a log line or a metric label.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct DeviceId(String);
+/// A string newtype checked once by `check_id`, so it is always safe to put in a header, a log line or a
+/// metric label.
+macro_rules! checked_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl DeviceId {
-    pub fn parse(value: impl Into<String>) -> Result<Self, String> {
-        let value = value.into();
-        check_id("device_id", &value)?;
-        Ok(Self(value))
-    }
+        impl $name {
+            pub fn parse(value: impl Into<String>) -> Result<Self, String> {
+                let value = value.into();
+                check_id($field, &value)?;
+                Ok(Self(value))
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for DeviceId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
+checked_id!(
+    /// A WhatsApp account (gateway device slot) a job runs on: an id, an AD JID or a bare JID, as the
+    /// gateway accepts in `X-Device-Id`.
+    DeviceId,
+    "device_id"
+);
 
-impl From<DeviceId> for String {
-    fn from(id: DeviceId) -> Self {
-        id.0
-    }
-}
-
-impl std::fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Identifies a job across retries and duplicates; results carry it back to the producer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct JobId(String);
+checked_id!(
+    /// Identifies a job across retries and duplicates; results carry it back to the producer.
+    JobId,
+    "job_id"
+);
 
 impl JobId {
-    pub fn parse(value: impl Into<String>) -> Result<Self, String> {
-        let value = value.into();
-        check_id("job_id", &value)?;
-        Ok(Self(value))
-    }
-
     /// A fresh id for a job that arrived without one.
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for JobId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
-
-impl From<JobId> for String {
-    fn from(id: JobId) -> Self {
-        id.0
-    }
-}
-
-impl std::fmt::Display for JobId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 
-use avatar_worker::protocol::JobKind;
 use serde_json::json;
 
 use crate::helpers::{AppOptions, spawn_app_with};
@@ -18,10 +17,7 @@ async fn a_worker_killed_mid_run_loses_nothing() {
     })
     .await;
     const JOBS: usize = 5000;
-    let body = |i: usize| json!({"job_id": format!("k{i}"), "phone": format!("62819{i:08}")});
-    for i in 0..JOBS {
-        app.publish_json(JobKind::Fetch, &body(i)).await;
-    }
+    app.publish_fetches("k", JOBS).await;
     let mut worker = WorkerProcess::start(&app, &[]);
     let mut seen = HashSet::new();
     let mut answers = 0;
@@ -56,13 +52,7 @@ async fn sigterm_drains_and_exits_zero() {
     .await;
     app.put("/_mock/faults", json!({"latency_ms": 200})).await;
     let mut worker = WorkerProcess::start(&app, &[]);
-    for i in 0..20 {
-        app.publish_json(
-            JobKind::Fetch,
-            &json!({"job_id": format!("t{i}"), "phone": format!("62819{i:08}")}),
-        )
-        .await;
-    }
+    app.publish_fetches("t", 20).await;
     let first = app.next_result().await;
     let status = worker.terminate();
     assert!(status.success(), "{status:?}");

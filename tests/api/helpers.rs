@@ -214,6 +214,14 @@ impl TestApp {
             .await;
     }
 
+    /// Publishes `n` fetch jobs with ids `<prefix>0`, `<prefix>1`, …, each for another number.
+    pub async fn publish_fetches(&self, prefix: &str, n: usize) {
+        for i in 0..n {
+            let job = serde_json::json!({"job_id": format!("{prefix}{i}"), "phone": format!("6281{i:09}")});
+            self.publish_json(JobKind::Fetch, &job).await;
+        }
+    }
+
     /// The next result on the results queue, checked against `schemas/result.schema.json`.
     pub async fn next_result(&mut self) -> JobResult {
         self.next_result_delivery().await.0

@@ -8,41 +8,12 @@ use lapin::BasicProperties;
 use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, spawn_app_with};
+use crate::pictures::png_claiming;
 use crate::process::WorkerProcess;
 use crate::update::encoded;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// A PNG whose header claims `width × height` pixels, with no pixel data behind it.
-fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(b"IHDR");
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let crc = crc32(&ihdr);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc.to_be_bytes());
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for byte in data {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 enum Body {

@@ -77,13 +77,7 @@ async fn the_worker_reconnects_and_answers_every_job() {
     app.put("/_mock/faults", json!({"latency_ms": 2})).await;
     const JOBS: usize = 1000;
     const CUT_EVERY: usize = 100;
-    for i in 0..JOBS {
-        app.publish_json(
-            JobKind::Fetch,
-            &json!({"job_id": format!("r{i}"), "phone": format!("62813{i:08}")}),
-        )
-        .await;
-    }
+    app.publish_fetches("r", JOBS).await;
     let mut seen = HashSet::new();
     let mut answers = 0;
     let mut cuts = 0;

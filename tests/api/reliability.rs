@@ -104,13 +104,7 @@ async fn gateway_down_for_ten_seconds_then_back_every_job_finishes() {
     })
     .await;
     const JOBS: usize = 30;
-    for i in 0..JOBS {
-        app.publish_json(
-            JobKind::Fetch,
-            &json!({"job_id": format!("g{i}"), "phone": format!("62814{i:08}")}),
-        )
-        .await;
-    }
+    app.publish_fetches("g", JOBS).await;
     // The outage itself is the scenario: ten seconds of nothing listening on the gateway's port.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let gateway = mock_server::spawn(mock_server::Config {
@@ -148,13 +142,7 @@ async fn two_thousand_jobs_under_gateway_faults_all_end_with_a_named_outcome() {
     )
     .await;
     const JOBS: usize = 2000;
-    for i in 0..JOBS {
-        app.publish_json(
-            JobKind::Fetch,
-            &json!({"job_id": format!("f{i}"), "phone": format!("62815{i:08}")}),
-        )
-        .await;
-    }
+    app.publish_fetches("f", JOBS).await;
     let mut outcomes: HashMap<String, usize> = HashMap::new();
     let mut seen = HashSet::new();
     while seen.len() < JOBS {
@@ -372,13 +360,7 @@ async fn quorum_queues_work_the_same() {
     .await;
     app.put("/_mock/faults", json!({"rate_overlimit": 0.3}))
         .await;
-    for i in 0..100 {
-        app.publish_json(
-            JobKind::Fetch,
-            &json!({"job_id": format!("q{i}"), "phone": format!("62818{i:08}")}),
-        )
-        .await;
-    }
+    app.publish_fetches("q", 100).await;
     let mut seen = HashSet::new();
     while seen.len() < 100 {
         seen.insert(app.next_result().await.job_id.to_string());

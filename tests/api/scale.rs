@@ -28,13 +28,7 @@ async fn three_replicas_answer_every_job(queue_type: QueueType) {
         })
         .collect();
     const JOBS: usize = 1500;
-    for i in 0..JOBS {
-        app.publish_json(
-            JobKind::Fetch,
-            &json!({"job_id": format!("x{i}"), "phone": format!("62821{i:08}")}),
-        )
-        .await;
-    }
+    app.publish_fetches("x", JOBS).await;
     let mut seen = HashSet::new();
     while seen.len() < JOBS {
         let result = app.next_result().await;

@@ -7,16 +7,6 @@ use crate::helpers::{AppOptions, TestApp, drain, spawn_app_with};
 
 const JOBS: usize = 300;
 
-async fn publish_jobs(app: &TestApp) {
-    for i in 0..JOBS {
-        app.publish_json(
-            JobKind::Fetch,
-            &json!({"job_id": format!("s{i}"), "phone": format!("62812{i:08}")}),
-        )
-        .await;
-    }
-}
-
 /// Every job is either answered exactly once or back in its queue; none is lost, none answered twice.
 async fn assert_nothing_lost(app: &mut TestApp, first: String) -> (usize, usize) {
     let mut seen: HashMap<String, usize> = HashMap::from([(first, 1)]);
@@ -54,7 +44,7 @@ async fn shutdown_finishes_in_flight_jobs_and_returns_the_rest() {
     })
     .await;
     app.put("/_mock/faults", json!({"latency_ms": 300})).await;
-    publish_jobs(&app).await;
+    app.publish_fetches("s", JOBS).await;
     app.start_worker();
     let first = app.next_result().await;
     app.stop_worker().await;
@@ -84,7 +74,7 @@ async fn nothing_is_lost_when_the_grace_period_runs_out() {
     let first = app.next_result().await;
     // From now on the gateway is far too slow for the grace period.
     app.put("/_mock/faults", json!({"latency_ms": 5000})).await;
-    publish_jobs(&app).await;
+    app.publish_fetches("s", JOBS).await;
     // The broker's ready count is the only outside view of what the worker holds.
     let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
     while app.queue_depth(&app.names.fetch.clone()).await > (JOBS - 50) as u32 {

@@ -1,4 +1,6 @@
 //! Test pictures shared by the image pipeline tests and the end-to-end tests.
+// Each test binary uses a different part of this file.
+#![allow(dead_code)]
 
 use image::{Rgb, RgbImage};
 
@@ -50,4 +52,41 @@ pub fn scaled_reference(photo: &RgbImage) -> RgbImage {
 pub fn gateway_crop(photo: &RgbImage) -> RgbImage {
     let (x, y) = ((photo.width() - 640) / 2, (photo.height() - 640) / 2);
     image::imageops::crop_imm(photo, x, y, 640, 640).to_image()
+}
+
+/// A PNG whose header claims `width × height` RGB pixels, with no pixel data behind it.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&png_chunk(b"IHDR", &ihdr));
+    png
+}
+
+/// CRC-32 as PNG chunks use it.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// One PNG chunk: length, kind, data, CRC.
+pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    chunk.extend_from_slice(&body);
+    chunk.extend_from_slice(&crc32(&body).to_be_bytes());
+    chunk
 }
