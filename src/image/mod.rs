@@ -47,10 +47,20 @@ pub struct PreparedImage {
     pub height: u32,
 }
 
+/// Lowercase hex SHA-256: how results and file names identify picture bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 impl PreparedImage {
     fn new(bytes: Bytes, content_type: &'static str, width: u32, height: u32) -> Self {
-        let digest = Sha256::digest(&bytes);
-        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = sha256_hex(&bytes);
         Self {
             bytes,
             content_type,

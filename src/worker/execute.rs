@@ -1,5 +1,4 @@
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
 use super::Services;
 use crate::backend::{AvatarRequest, Lookup};
@@ -110,7 +109,7 @@ fn describe(bytes: &[u8], inline: bool) -> ImageInfo {
     let format = reader.as_ref().ok().and_then(|r| r.format());
     let dimensions = reader.ok().and_then(|r| r.into_dimensions().ok());
     ImageInfo {
-        sha256: hex(&Sha256::digest(bytes)),
+        sha256: image::sha256_hex(bytes),
         size: bytes.len() as u64,
         content_type: format
             .map(|f| f.to_mime_type().to_string())
@@ -119,14 +118,4 @@ fn describe(bytes: &[u8], inline: bool) -> ImageInfo {
         height: dimensions.map(|d| d.1),
         base64: inline.then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
