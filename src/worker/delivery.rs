@@ -48,10 +48,13 @@ pub(crate) async fn handle(
             kind,
         };
         let job = match &parsed.job {
-            Ok(job) => job.clone(),
+            Ok(job) => job,
             Err(err) => {
                 let result = envelope(&parsed, Err(err.clone()), &headers, started);
-                return settle.finish(&result, &headers, Some("invalid_job")).await;
+                // A malformed job can never succeed: keep a copy for a person to look at, never requeue it.
+                return settle
+                    .finish(&result, &headers, Some(err.code.as_str()))
+                    .await;
             }
         };
         if delivery.redelivered {
@@ -79,7 +82,8 @@ pub(crate) async fn handle(
                 None => {
                     tracing::debug!("device at its concurrency cap; parking the job");
                     headers.slot_ms.get_or_insert_with(now_ms);
-                    return park_for(&settle, &headers, Duration::ZERO).await;
+                    // Come back after a hold period, not at once: a slow device must not cause a busy loop.
+                    return park_for(&settle, &headers, hold).await;
                 }
             },
             None => None,
@@ -87,7 +91,7 @@ pub(crate) async fn handle(
         let Ok(_permit) = services.in_flight.acquire().await else {
             return settle.requeue().await;
         };
-        let outcome = run(services, device, &job, &mut headers).await;
+        let outcome = run(services, device, job, &mut headers).await;
         match outcome {
             Err(err) if err.retryable => {
                 retry_or_give_up(&settle, &parsed, headers, err, started).await
