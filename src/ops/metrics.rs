@@ -261,8 +261,6 @@ mod tests {
             "avatar_worker_amqp_connected 1",
             "avatar_worker_in_flight 1",
             "avatar_worker_build_info{version=\"",
-            "# TYPE avatar_worker_job_duration_seconds histogram",
-            "# TYPE avatar_worker_jobs counter",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
