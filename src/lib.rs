@@ -12,6 +12,7 @@
 //! - [`settings`]: layered configuration.
 //! - [`shutdown`]: the one signal every part stops on.
 //! - [`client`]: the producer side: publish jobs, wait for results.
+//! - [`ops`]: metrics, readiness and the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
 //! - [`cli`]: the `avatar-worker` command line.
 
 pub mod backend;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod devices;
 pub mod image;
+pub mod ops;
 pub mod protocol;
 pub mod settings;
 pub mod shutdown;

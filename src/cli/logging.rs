@@ -15,7 +15,10 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
+            // A job's lines carry its span's fields (job_id, kind, device_id) under "span" and "spans",
+            // so a shipper can search by job.
             .with_current_span(true)
+            .with_span_list(true)
             .try_init(),
     };
 }

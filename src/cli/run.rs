@@ -1,19 +1,43 @@
 use std::sync::Arc;
 
 use crate::backend::GatewayBackend;
+use crate::ops::{self, Metrics};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::worker::Worker;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let backend = GatewayBackend::new(&settings.gateway)?;
+    let metrics = Metrics::new();
+    let backend = GatewayBackend::new(&settings.gateway)?.with_metrics(metrics.clone());
     tracing::info!(
         gateway = %settings.gateway.base_url,
         queues = ?settings.topology.names(),
         "starting"
     );
-    let worker = Worker::new(settings, Arc::new(backend))?;
+    let admin = settings.admin.clone();
+    let worker = Worker::with_metrics(settings, Arc::new(backend), metrics)?;
+    // The admin server outlives the worker's drain: it stops only once the worker has returned, so
+    // `/readyz` answers 503 (not "connection refused") while in-flight jobs finish.
+    let admin_stop = Shutdown::new();
+    let admin_server = if admin.enabled {
+        let server = ops::serve(
+            &admin.bind,
+            worker.metrics().clone(),
+            worker.readiness().clone(),
+            admin_stop.clone(),
+        )
+        .await
+        .map_err(|err| anyhow::anyhow!("admin server on {}: {err}", admin.bind))?;
+        Some(server)
+    } else {
+        None
+    };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
-    worker.run(shutdown).await
+    let result = worker.run(shutdown).await;
+    admin_stop.trigger();
+    if let Some(server) = admin_server {
+        let _ = server.task.await;
+    }
+    result
 }

@@ -2,6 +2,7 @@
 //! variables `AVATAR_WORKER__SECTION__KEY`. Every value is checked once here, so the rest of the worker
 //! never sees a bad one; an error names the key.
 
+mod admin;
 mod amqp;
 mod gateway;
 mod pacing;
@@ -13,6 +14,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use admin::AdminSettings;
 pub use amqp::AmqpSettings;
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
 pub use pacing::{DevicePacing, Limit, PacingSettings};
@@ -36,6 +38,7 @@ pub struct Settings {
     pub pacing: PacingSettings,
     pub image: ImageSettings,
     pub log: LogSettings,
+    pub admin: AdminSettings,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -114,6 +117,7 @@ impl Settings {
         self.gateway.validate()?;
         self.retry.validate()?;
         self.pacing.validate()?;
+        self.admin.validate()?;
         Ok(())
     }
 }

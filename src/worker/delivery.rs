@@ -91,6 +91,7 @@ pub(crate) async fn handle(
         let Ok(_permit) = services.in_flight.acquire().await else {
             return settle.requeue().await;
         };
+        let _in_flight = services.metrics.in_flight();
         let outcome = run(services, device, job, &mut headers).await;
         match outcome {
             Err(err) if err.retryable => {
@@ -184,6 +185,7 @@ async fn retry_or_give_up(
     if attempt < retry.max_attempts {
         headers.attempts = attempt;
         headers.slot_ms = None;
+        services.metrics.retried(err.code);
         let tier = retry.delays_ms[(attempt as usize - 1).min(retry.delays_ms.len() - 1)];
         let jittered = rand::rng().random_range(tier * 4 / 5..=tier);
         tracing::info!(code = %err.code, attempt, delay_ms = jittered, "transient failure; retrying later");

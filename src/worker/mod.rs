@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use crate::backend::AvatarBackend;
 use crate::broker::{self, Backoff};
 use crate::devices::{DeviceGate, Pacer, UpdateOrder};
+use crate::ops::{Metrics, Readiness};
 use crate::settings::{QueueNames, Settings};
 use crate::shutdown::Shutdown;
 
@@ -37,6 +38,8 @@ pub(crate) struct Services {
     order: UpdateOrder,
     in_flight: Arc<Semaphore>,
     downloader: Downloader,
+    metrics: Metrics,
+    readiness: Readiness,
 }
 
 pub struct Worker {
@@ -46,6 +49,16 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(settings: Settings, backend: Arc<dyn AvatarBackend>) -> anyhow::Result<Self> {
+        Self::with_metrics(settings, backend, Metrics::new())
+    }
+
+    /// As [`Worker::new`], counting into `metrics` (share it with the backend, e.g.
+    /// [`crate::backend::GatewayBackend::with_metrics`], so gateway calls land in the same registry).
+    pub fn with_metrics(
+        settings: Settings,
+        backend: Arc<dyn AvatarBackend>,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
         let downloader = Downloader::new(
             settings.worker.download_max_bytes,
             Duration::from_millis(settings.worker.download_timeout_ms),
@@ -57,6 +70,8 @@ impl Worker {
             order: UpdateOrder::new(),
             in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
             downloader,
+            readiness: Readiness::new(&metrics),
+            metrics,
             backend,
             settings,
         };
@@ -66,9 +81,20 @@ impl Worker {
         })
     }
 
+    /// This worker's metrics, for the admin server and tests.
+    pub fn metrics(&self) -> &Metrics {
+        &self.services.metrics
+    }
+
+    /// Whether this worker is connected and consuming, for `/readyz` and tests.
+    pub fn readiness(&self) -> &Readiness {
+        &self.services.readiness
+    }
+
     /// Runs until `shutdown` is triggered, then drains in-flight jobs within the grace budget.
     pub async fn run(&self, shutdown: Shutdown) -> anyhow::Result<()> {
         let amqp = &self.services.settings.amqp;
+        self.services.readiness.watch(&shutdown);
         let mut backoff = Backoff::new(
             Duration::from_millis(amqp.reconnect_min_ms),
             Duration::from_millis(amqp.reconnect_max_ms),
@@ -80,15 +106,18 @@ impl Worker {
             };
             match connected {
                 Ok(connection) => {
+                    self.services.readiness.connected();
                     tracing::info!(broker = %amqp.redacted_url(), "connected to the broker");
                     match session::run(&self.services, connection, &shutdown, &mut backoff).await {
                         SessionEnd::Shutdown => break,
                         SessionEnd::Lost(reason) => {
+                            self.services.readiness.disconnected(reason.as_str());
                             tracing::warn!(%reason, "broker connection lost; reconnecting");
                         }
                     }
                 }
                 Err(err) => {
+                    self.services.readiness.disconnected(err.to_string());
                     tracing::warn!(broker = %amqp.redacted_url(), %err, "cannot reach the broker");
                 }
             }
@@ -98,6 +127,7 @@ impl Worker {
                 _ = shutdown.wait() => break,
             }
         }
+        self.services.readiness.stopping();
         tracing::info!("worker stopped");
         Ok(())
     }

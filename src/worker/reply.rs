@@ -33,6 +33,7 @@ impl Settle<'_> {
         headers: &JobHeaders,
         dead_reason: Option<&str>,
     ) {
+        self.services.metrics.job_finished(result);
         let names = &self.services.names;
         let properties = &self.delivery.properties;
         let reply_to = properties
@@ -114,6 +115,7 @@ impl Settle<'_> {
         self.publisher
             .dead_letter(&self.services.names.dead, letter)
             .await
+            .inspect(|()| self.services.metrics.dead_lettered(reason))
     }
 
     /// Republishes the job, with its headers, to `queue` (a delay queue or its own queue), then acks.

@@ -91,6 +91,7 @@ async fn consume(
     let update = start_consumer(&consumer_channel, &names.update, &update_tag).await?;
     backoff.reset();
     tracing::info!(fetch = %names.fetch, update = %names.update, "consuming");
+    services.readiness.consuming();
 
     let mut deliveries = futures_util::stream::select(
         fetch.map(|d| (JobKind::Fetch, d)),

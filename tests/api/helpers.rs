@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use avatar_worker::backend::GatewayBackend;
 use avatar_worker::broker;
+use avatar_worker::ops::{self, Metrics, Readiness};
 use avatar_worker::protocol::{JobKind, JobResult};
 use avatar_worker::settings::{QueueNames, Settings, TopologySettings};
 use avatar_worker::shutdown::Shutdown;
@@ -55,6 +56,14 @@ pub struct TestApp {
     results_channel: Channel,
     shutdown: Shutdown,
     worker: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The started worker's metrics, readiness and admin server.
+    pub observed: Option<Observed>,
+}
+
+/// What the ops tests look at in a running worker.
+pub struct Observed {
+    pub readiness: Readiness,
+    pub admin: std::net::SocketAddr,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -125,9 +134,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .expect("consume results");
 
     let shutdown = Shutdown::new();
-    let worker = options
-        .start_worker
-        .then(|| start_worker(&settings, &shutdown));
+    let (worker, observed) = if options.start_worker {
+        let (worker, observed) = start_observed_worker(&settings, &shutdown).await;
+        (Some(worker), Some(observed))
+    } else {
+        (None, None)
+    };
     TestApp {
         mock,
         settings,
@@ -140,6 +152,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         results_channel,
         shutdown,
         worker,
+        observed,
     }
 }
 
@@ -164,6 +177,36 @@ pub fn start_worker(settings: &Settings, shutdown: &Shutdown) -> JoinHandle<anyh
     let worker = Worker::new(settings.clone(), Arc::new(backend)).expect("worker");
     let shutdown = shutdown.clone();
     tokio::spawn(async move { worker.run(shutdown).await })
+}
+
+/// A worker whose gateway calls count into its own metrics, with an admin server on a free port that
+/// stops with the worker.
+pub async fn start_observed_worker(
+    settings: &Settings,
+    shutdown: &Shutdown,
+) -> (JoinHandle<anyhow::Result<()>>, Observed) {
+    let metrics = Metrics::new();
+    let backend = GatewayBackend::new(&settings.gateway)
+        .expect("backend")
+        .with_metrics(metrics.clone());
+    let worker =
+        Worker::with_metrics(settings.clone(), Arc::new(backend), metrics.clone()).expect("worker");
+    let readiness = worker.readiness().clone();
+    let admin = ops::serve(
+        "127.0.0.1:0",
+        metrics.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("admin server");
+    let shutdown = shutdown.clone();
+    let handle = tokio::spawn(async move { worker.run(shutdown).await });
+    let observed = Observed {
+        readiness,
+        admin: admin.addr,
+    };
+    (handle, observed)
 }
 
 /// A no-ack consumer on `queue` through its own channel.
@@ -271,6 +314,19 @@ impl TestApp {
             out.push(delivery);
         }
         out
+    }
+
+    /// GET on the worker's admin server: status and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let observed = self.observed.as_ref().expect("a started worker");
+        let response = self
+            .http
+            .get(format!("http://{}{path}", observed.admin))
+            .send()
+            .await
+            .expect("admin server answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("admin body"))
     }
 
     pub fn mock_url(&self, path: &str) -> String {

@@ -6,13 +6,16 @@ mod fetch;
 mod helpers;
 mod hostile;
 mod malformed;
+mod ops;
 #[path = "../support/pictures.rs"]
 mod pictures;
 mod process;
+mod proxy;
 mod reconnect;
 mod reliability;
 mod routing;
 mod scale;
 mod schemas;
+mod secrets;
 mod shutdown;
 mod update;

@@ -58,6 +58,8 @@ impl WorkerProcess {
                 s.worker.max_job_bytes.to_string(),
             ),
             ("AVATAR_WORKER__LOG__LEVEL", "warn".into()),
+            // Several workers run at once in the tests: let each pick a free admin port.
+            ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".into()),
         ];
         for (key, value) in extra {
             env.retain(|(k, _)| k != key);

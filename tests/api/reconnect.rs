@@ -1,67 +1,11 @@
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 
 use avatar_worker::protocol::JobKind;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::broker::broker_url;
 use crate::helpers::{AppOptions, spawn_app_with};
-
-/// A TCP proxy in front of the broker whose connections the test can cut at will.
-pub struct Proxy {
-    pub port: u16,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let registry = links.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                registry.lock().unwrap().push(link);
-            }
-        });
-        Self {
-            port,
-            links,
-            accept,
-        }
-    }
-
-    /// Drops every open connection; new ones are still accepted.
-    pub fn cut(&self) {
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
-/// `host:port` of an `amqp://user:pass@host:port/vhost` URL.
-pub fn authority(url: &str) -> (String, String) {
-    let rest = url.split_once("://").unwrap().1;
-    let (userinfo, rest) = rest.split_once('@').unwrap_or(("", rest));
-    let host = rest.split('/').next().unwrap().to_string();
-    (userinfo.to_string(), host)
-}
+use crate::proxy::{Proxy, authority};
 
 #[tokio::test]
 async fn the_worker_reconnects_and_answers_every_job() {

@@ -12,6 +12,8 @@ use secrecy::ExposeSecret;
 
 use super::{AvatarBackend, AvatarRequest, Lookup};
 use crate::image::PreparedImage;
+use crate::ops::Metrics;
+use crate::ops::metrics::GatewayOp;
 use crate::protocol::{DeviceId, ErrorCode, JobError};
 use crate::settings::{GatewayProfile, GatewaySettings};
 
@@ -55,6 +57,8 @@ pub struct GatewayBackend {
     client: reqwest::Client,
     fallback: Target,
     routed: HashMap<DeviceId, Target>,
+    /// Counts every call by operation and HTTP status; `None` counts nothing.
+    metrics: Option<Metrics>,
 }
 
 impl GatewayBackend {
@@ -75,7 +79,20 @@ impl GatewayBackend {
             client,
             fallback,
             routed,
+            metrics: None,
         })
+    }
+
+    /// Counts gateway calls into `metrics` (`avatar_worker_gateway_requests_total{op,code}`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, op: GatewayOp, code: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.gateway_request(op, code);
+        }
     }
 
     fn target(&self, device: Option<&DeviceId>) -> &Target {
@@ -107,9 +124,27 @@ impl GatewayBackend {
         request
     }
 
-    async fn send(request: reqwest::RequestBuilder) -> Result<(u16, String, Vec<u8>), JobError> {
-        let response = request.send().await.map_err(transport_error)?;
+    async fn send(
+        &self,
+        op: GatewayOp,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, String, Vec<u8>), JobError> {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                self.count(
+                    op,
+                    if err.is_timeout() {
+                        "timeout"
+                    } else {
+                        "transport"
+                    },
+                );
+                return Err(transport_error(err));
+            }
+        };
         let status = response.status().as_u16();
+        self.count(op, &status.to_string());
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -151,7 +186,7 @@ impl AvatarBackend for GatewayBackend {
                 if request.community { "true" } else { "false" },
             ),
         ]);
-        let (status, content_type, body) = Self::send(call).await?;
+        let (status, content_type, body) = self.send(GatewayOp::Get, call).await?;
         classify_get(status, &content_type, &body)
     }
 
@@ -167,7 +202,7 @@ impl AvatarBackend for GatewayBackend {
             .map_err(|err| JobError::new(ErrorCode::Internal, err.to_string()))?;
         let form = reqwest::multipart::Form::new().part("avatar", part);
         let call = self.request(reqwest::Method::POST, device).multipart(form);
-        let (status, content_type, body) = Self::send(call).await?;
+        let (status, content_type, body) = self.send(GatewayOp::Set, call).await?;
         classify_set(status, &content_type, &body)
     }
 }

@@ -1,0 +1,134 @@
+//! Whether the worker should receive traffic: ready only while it holds a broker connection AND its
+//! consumers run. The worker loop reports each transition; `/readyz` reads the latest one. It also keeps
+//! the `avatar_worker_amqp_connected` gauge in step, so the two never disagree.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::Metrics;
+use crate::shutdown::Shutdown;
+
+/// The last transition the worker loop reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyState {
+    /// Not connected yet (first connection attempt under way).
+    Starting,
+    /// Connected, declaring topology and starting consumers.
+    Connected,
+    /// Connected and consuming: ready.
+    Consuming,
+    /// The broker could not be reached or the connection was lost; the loop is reconnecting.
+    Disconnected(String),
+    /// Shutdown was requested: draining, then stopping.
+    Stopping,
+}
+
+#[derive(Clone)]
+pub struct Readiness {
+    state: Arc<Mutex<ReadyState>>,
+    shutdown: Arc<Mutex<Option<Shutdown>>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Readiness {
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(ReadyState::Starting)),
+            shutdown: Arc::default(),
+            metrics: metrics.clone(),
+        }
+    }
+
+    /// Reports `Stopping` as soon as `shutdown` triggers, before in-flight jobs have drained, so a load
+    /// balancer or orchestrator stops counting on this worker at once.
+    pub fn watch(&self, shutdown: &Shutdown) {
+        *self.shutdown.lock().unwrap_or_else(PoisonError::into_inner) = Some(shutdown.clone());
+    }
+
+    pub fn connected(&self) {
+        self.metrics.set_connected(true);
+        self.set(ReadyState::Connected);
+    }
+
+    pub fn consuming(&self) {
+        self.set(ReadyState::Consuming);
+    }
+
+    /// The connection failed or was lost; `reason` is shown by `/readyz` (never holds a password: callers
+    /// pass the broker's error text, and the URL only in redacted form).
+    pub fn disconnected(&self, reason: impl Into<String>) {
+        self.metrics.set_connected(false);
+        self.set(ReadyState::Disconnected(reason.into()));
+    }
+
+    pub fn stopping(&self) {
+        self.metrics.set_connected(false);
+        self.set(ReadyState::Stopping);
+    }
+
+    pub fn state(&self) -> ReadyState {
+        let stopping = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(Shutdown::is_triggered);
+        if stopping {
+            return ReadyState::Stopping;
+        }
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `Ok(())` when ready, else a short reason for the 503 body.
+    pub fn check(&self) -> Result<(), String> {
+        match self.state() {
+            ReadyState::Consuming => Ok(()),
+            ReadyState::Starting => Err("not connected to the broker yet".into()),
+            ReadyState::Connected => Err("connected; consumers not started yet".into()),
+            ReadyState::Disconnected(reason) => {
+                Err(format!("not connected to the broker: {reason}"))
+            }
+            ReadyState::Stopping => Err("shutting down".into()),
+        }
+    }
+
+    fn set(&self, state: ReadyState) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_while_consuming_and_not_stopping() {
+        let metrics = Metrics::new();
+        let readiness = Readiness::new(&metrics);
+        let shutdown = Shutdown::new();
+        readiness.watch(&shutdown);
+        assert!(readiness.check().is_err());
+        readiness.connected();
+        assert!(readiness.check().is_err());
+        assert!(metrics.render().contains("avatar_worker_amqp_connected 1"));
+        readiness.consuming();
+        assert!(readiness.check().is_ok());
+        readiness.disconnected("connection reset");
+        assert!(readiness.check().unwrap_err().contains("connection reset"));
+        assert!(metrics.render().contains("avatar_worker_amqp_connected 0"));
+        readiness.connected();
+        readiness.consuming();
+        shutdown.trigger();
+        assert_eq!(readiness.check().unwrap_err(), "shutting down");
+    }
+}

@@ -1,0 +1,170 @@
+//! The admin server of a running worker: `/metrics` counts move as jobs pass, `/readyz` follows the broker
+//! connection.
+
+use std::time::{Duration, Instant};
+
+use avatar_worker::protocol::{ErrorCode, JobKind};
+use serde_json::json;
+
+use crate::broker::broker_url;
+use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::proxy::{Proxy, authority};
+
+/// The value of the sample whose line starts with `series` (name and labels exactly as exposed).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+}
+
+/// Polls `/readyz` until it answers `status`; returns its body.
+async fn readyz_becomes(app: &TestApp, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (got, body) = app.admin_get("/readyz").await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed {got} ({body}), expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_jobs_gateway_calls_and_durations() {
+    let mut app = spawn_app().await;
+    readyz_becomes(&app, 200).await;
+    let (status, body) = app.admin_get("/healthz").await;
+    assert_eq!((status, body.trim()), (200, "ok"));
+
+    for i in 0..3 {
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": format!("m{i}"), "phone": format!("6281300000{i:03}")}),
+        )
+        .await;
+    }
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "nodev", "phone": "6281300000999", "device_id": "no-such-device"}),
+    )
+    .await;
+    let results = app.results(4).await;
+    let failed = results
+        .iter()
+        .find(|r| r.job_id.as_str() == "nodev")
+        .and_then(|r| r.error.as_ref())
+        .map(|e| e.code);
+    assert_eq!(failed, Some(ErrorCode::DeviceNotFound));
+
+    let (status, text) = app.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let expect = [
+        (r#"avatar_worker_jobs_total{kind="fetch",status="ok"}"#, 3.0),
+        (
+            r#"avatar_worker_jobs_total{kind="fetch",status="device_not_found"}"#,
+            1.0,
+        ),
+        (
+            r#"avatar_worker_job_duration_seconds_count{kind="fetch"}"#,
+            4.0,
+        ),
+        (
+            r#"avatar_worker_gateway_requests_total{op="get",code="200"}"#,
+            3.0,
+        ),
+        ("avatar_worker_in_flight", 0.0),
+        ("avatar_worker_amqp_connected", 1.0),
+        (r#"avatar_worker_build_info{version="0.1.0"}"#, 1.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+    }
+    // The failed lookup was counted under the gateway's own status, whatever it is.
+    let gateway_calls: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("avatar_worker_gateway_requests_total{op=\"get\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(gateway_calls, 4.0, "{text}");
+    assert!(
+        !text.contains("6281300000"),
+        "phone numbers never become labels"
+    );
+}
+
+#[tokio::test]
+async fn retries_and_dead_letters_are_counted_by_reason() {
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(|s| s.retry.max_attempts = 2),
+        ..AppOptions::default()
+    })
+    .await;
+    // Every gateway call fails with a 500 the worker treats as transient.
+    app.put("/_mock/faults", json!({"internal_error": 1.0}))
+        .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "flaky", "phone": "6281300001000"}),
+    )
+    .await;
+    let result = app.next_result().await;
+    let code = result.error.as_ref().map(|e| e.code).expect("an error");
+    app.dead_letters(1).await;
+    let (_, text) = app.admin_get("/metrics").await;
+    let reason = format!(
+        r#"avatar_worker_retries_total{{reason="{}"}}"#,
+        code.as_str()
+    );
+    assert_eq!(sample(&text, &reason), Some(1.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"avatar_worker_dead_lettered_total{reason="retries_exhausted"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_follows_the_broker_connection() {
+    let broker = broker_url().await;
+    let (userinfo, upstream) = authority(&broker);
+    let proxy = Proxy::start(upstream).await;
+    let mut app = spawn_app_with(AppOptions {
+        worker_amqp_url: Some(format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port)),
+        ..AppOptions::default()
+    })
+    .await;
+    assert_eq!(readyz_becomes(&app, 200).await.trim(), "ready");
+
+    proxy.pause();
+    let reason = readyz_becomes(&app, 503).await;
+    assert!(reason.starts_with("not ready"), "{reason}");
+    let (_, text) = app.admin_get("/metrics").await;
+    assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(0.0));
+    // Liveness does not depend on the broker.
+    assert_eq!(app.admin_get("/healthz").await.0, 200);
+
+    proxy.resume();
+    readyz_becomes(&app, 200).await;
+    let (_, text) = app.admin_get("/metrics").await;
+    assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(1.0));
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "after", "phone": "6281300002000"}),
+    )
+    .await;
+    assert!(app.next_result().await.error.is_none());
+
+    app.shutdown_handle().trigger();
+    assert!(
+        app.observed
+            .as_ref()
+            .is_some_and(|o| o.readiness.check().is_err())
+    );
+}

@@ -1,0 +1,357 @@
+//! docker-compose.yml, checked without a Docker engine: it parses; every `AVATAR_WORKER__*` variable is a
+//! real configuration key with a valid value; ports and healthchecks agree; and the same three programs,
+//! started natively with the same environment (hostnames pointed at 127.0.0.1, a queue prefix and ports of
+//! the test's own), answer a job and report ready.
+
+#[path = "api/broker.rs"]
+mod broker;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use avatar_worker::client::Client;
+use avatar_worker::protocol::{FetchJob, Status};
+use avatar_worker::settings::{QueueNames, Settings, TopologySettings};
+use clap::Parser;
+use lapin::options::QueueDeleteOptions;
+use serde_norway::Value;
+
+fn compose() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml");
+    let text = std::fs::read_to_string(path).expect("docker-compose.yml is readable");
+    serde_norway::from_str(&text).expect("docker-compose.yml parses")
+}
+
+fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
+    compose["services"]
+        .get(name)
+        .unwrap_or_else(|| panic!("service {name} is defined"))
+}
+
+/// A service's `environment`, as a map of strings (compose allows a map or a `KEY=VALUE` list).
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    match service.get("environment") {
+        Some(Value::Mapping(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    other => serde_norway::to_string(other).unwrap().trim().to_string(),
+                };
+                (k.as_str().expect("string keys").to_string(), value)
+            })
+            .collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|item| {
+                let (k, v) = item.as_str().unwrap().split_once('=').expect("KEY=VALUE");
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The healthcheck command as one string.
+fn healthcheck(service: &Value) -> String {
+    match &service["healthcheck"]["test"] {
+        Value::Sequence(parts) => parts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::String(s) => s.clone(),
+        other => panic!("no healthcheck test: {other:?}"),
+    }
+}
+
+/// Container ports a service publishes (`"host:container"` or a bare port).
+fn published(service: &Value) -> Vec<u16> {
+    service["ports"]
+        .as_sequence()
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(|p| p.rsplit(':').next()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `host` and `port` of `scheme://[userinfo@]host:port[/path]`.
+fn host_port(url: &str) -> (String, u16) {
+    let rest = url.split_once("://").expect("a URL").1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap();
+    let (host, port) = authority.rsplit_once(':').expect("an explicit port");
+    (host.to_string(), port.parse().expect("a numeric port"))
+}
+
+fn worker_settings(env: &BTreeMap<String, String>) -> Settings {
+    Settings::load_from(None, env.clone())
+        .unwrap_or_else(|err| panic!("compose environment: {err}"))
+}
+
+#[test]
+fn every_worker_variable_is_a_real_key_with_a_valid_value() {
+    let compose = compose();
+    for name in ["worker", "e2e"] {
+        let env = environment(service(&compose, name));
+        assert!(
+            !env.is_empty(),
+            "{name} is configured through its environment"
+        );
+        for key in env.keys() {
+            assert!(
+                key.starts_with("AVATAR_WORKER__"),
+                "{name}: {key} is not an AVATAR_WORKER__<SECTION>__<KEY> variable"
+            );
+        }
+        // deny_unknown_fields turns a misspelt key into an error; values are parsed and validated.
+        worker_settings(&env);
+    }
+    // A misspelt key is caught: the check above is not vacuous.
+    let mut bad = environment(service(&compose, "worker"));
+    bad.insert("AVATAR_WORKER__GATEWAY__PASSWRD".into(), "x".into());
+    assert!(Settings::load_from(None, bad).is_err());
+}
+
+#[test]
+fn ports_healthchecks_and_dependencies_agree() {
+    let compose = compose();
+    let rabbitmq = service(&compose, "rabbitmq");
+    let mock = service(&compose, "mock");
+    let worker = service(&compose, "worker");
+
+    assert!(
+        rabbitmq["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("rabbitmq:3-management")
+    );
+    assert!(healthcheck(rabbitmq).contains("rabbitmq-diagnostics -q ping"));
+
+    let mock_env = environment(mock);
+    let mock_port: u16 = mock_env["APP_PORT"].parse().expect("APP_PORT is a port");
+    let check = healthcheck(mock);
+    assert!(
+        check.contains(&format!(":{mock_port}/health")),
+        "the mock's healthcheck {check:?} probes /health on APP_PORT {mock_port}"
+    );
+    assert!(published(mock).contains(&mock_port));
+    // Every APP_* variable is one the mock reads (its command line maps each to a flag).
+    for key in mock_env.keys() {
+        assert!(mock_flag(key).is_some(), "the mock has no variable {key}");
+    }
+
+    let settings = worker_settings(&environment(worker));
+    let (gateway_host, gateway_port) = host_port(&settings.gateway.base_url);
+    assert_eq!((gateway_host.as_str(), gateway_port), ("mock", mock_port));
+    let (amqp_host, amqp_port) = host_port(&settings.amqp.redacted_url());
+    assert_eq!(amqp_host, "rabbitmq");
+    assert!(published(rabbitmq).contains(&amqp_port));
+    assert!(settings.admin.enabled);
+    let admin_port = host_port(&format!("tcp://{}", settings.admin.bind)).1;
+    assert!(
+        published(worker).contains(&admin_port),
+        "the admin port {admin_port} is published"
+    );
+    assert!(healthcheck(worker).contains(&format!(":{admin_port}/readyz")));
+    for dependency in ["rabbitmq", "mock"] {
+        assert_eq!(
+            worker["depends_on"][dependency]["condition"].as_str(),
+            Some("service_healthy"),
+            "the worker waits for {dependency}"
+        );
+    }
+    let (mock_user, mock_password) = mock_env["APP_BASIC_AUTH"].split_once(':').unwrap();
+    assert_eq!(settings.gateway.username.as_deref(), Some(mock_user));
+    let password = settings
+        .gateway
+        .password
+        .as_ref()
+        .map(secrecy::ExposeSecret::expose_secret);
+    assert_eq!(password, Some(mock_password));
+
+    let e2e = service(&compose, "e2e");
+    assert_eq!(e2e["profiles"][0].as_str(), Some("e2e"));
+    let command: Vec<&str> = e2e["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(command[..3], ["sync", "--input", "/examples/contacts.csv"]);
+    let device = &mock_env["APP_DEVICES"];
+    assert!(
+        command
+            .windows(2)
+            .any(|w| w == ["--device", device.as_str()])
+    );
+    assert!(
+        e2e["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str() == Some("./examples:/examples"))
+    );
+    let e2e_settings = worker_settings(&environment(e2e));
+    assert_eq!(e2e_settings.topology.prefix, settings.topology.prefix);
+}
+
+/// The mock-server flag an `APP_*` variable stands for.
+fn mock_flag(variable: &str) -> Option<&'static str> {
+    Some(match variable {
+        "APP_HOST" => "--host",
+        "APP_PORT" => "--port",
+        "APP_BASIC_AUTH" => "--basic-auth",
+        "APP_DEVICES" => "--devices",
+        "APP_PUBLIC_URL" => "--public-url",
+        "APP_SEED" => "--seed",
+        _ => return None,
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn the_compose_stack_runs_natively_with_the_same_environment() {
+    let compose = compose();
+    let broker = broker::broker_url().await;
+    let (_, broker_port) = host_port(&broker);
+
+    // The mock, from its compose variables: bound to 127.0.0.1 on a free port, picture URLs on it too.
+    let mock_env = environment(service(&compose, "mock"));
+    let mut args = vec!["mock-server".to_string()];
+    for (key, value) in &mock_env {
+        let flag = mock_flag(key).expect("known variable");
+        let value = match key.as_str() {
+            "APP_HOST" => "127.0.0.1".to_string(),
+            "APP_PORT" => "0".to_string(),
+            "APP_PUBLIC_URL" => continue,
+            _ => value.clone(),
+        };
+        args.extend([flag.to_string(), value]);
+    }
+    let config = mock_server::config::Cli::try_parse_from(&args)
+        .expect("the mock accepts its compose variables")
+        .into_config()
+        .expect("valid mock config");
+    let mock = mock_server::spawn(config).await.expect("mock starts");
+    let mock_port = host_port(&mock.base_url()).1;
+
+    // The worker binary, from its compose variables, hostnames and ports pointed at the native programs.
+    let prefix = format!("compose-{}", uuid::Uuid::new_v4().simple());
+    let admin_port = free_port();
+    let mut env = environment(service(&compose, "worker"));
+    for value in env.values_mut() {
+        *value = value
+            .replace("@rabbitmq:5672", &format!("@127.0.0.1:{broker_port}"))
+            .replace(
+                &format!("//mock:{}", mock_env["APP_PORT"]),
+                &format!("//127.0.0.1:{mock_port}"),
+            );
+    }
+    env.insert("AVATAR_WORKER__TOPOLOGY__PREFIX".into(), prefix.clone());
+    env.insert(
+        "AVATAR_WORKER__ADMIN__BIND".into(),
+        format!("127.0.0.1:{admin_port}"),
+    );
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_avatar-worker"))
+        .arg("run")
+        .env_clear()
+        .envs(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the worker starts");
+
+    let http = reqwest::Client::new();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http.get(format!("{admin}/readyz")).send().await;
+        if ready.as_ref().is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never became ready: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let client = Client::connect(&broker, &prefix)
+        .await
+        .expect("client connects");
+    let job: FetchJob = serde_json::from_value(serde_json::json!({
+        "phone": "6281234567892",
+        "device_id": mock_env["APP_DEVICES"],
+    }))
+    .unwrap();
+    let result = client
+        .fetch_and_wait(&job, Duration::from_secs(20))
+        .await
+        .expect("a result");
+    assert!(result.error.is_none(), "{result:?}");
+    assert!(matches!(
+        result.status,
+        Status::Ok | Status::NotSet | Status::Hidden
+    ));
+
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("avatar_worker_jobs_total{kind=\"fetch\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("avatar_worker_amqp_connected 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("avatar_worker_gateway_requests_total{op=\"get\",code=\"200\"} 1"));
+
+    let _ = worker.kill().await;
+    delete_queues(&broker, &TopologySettings::with_prefix(&prefix).names()).await;
+}
+
+async fn delete_queues(url: &str, names: &QueueNames) {
+    let Ok(connection) = lapin::Connection::connect(url, Default::default()).await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let mut queues = vec![
+        names.fetch.clone(),
+        names.update.clone(),
+        names.results.clone(),
+        names.dead.clone(),
+    ];
+    for job_queue in [&names.fetch, &names.update] {
+        for delay in &Settings::default().retry.delays_ms {
+            queues.push(QueueNames::delay_queue(job_queue, *delay));
+        }
+    }
+    for queue in queues {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "cleanup".into()).await;
+}
