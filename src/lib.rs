@@ -3,11 +3,12 @@
 //!
 //! Where things are:
 //! - [`protocol`]: the wire contract (jobs in, results out), parsed and validated once.
-//! - [`worker`]: the job loop. A job enters in `worker::session`, is executed in `worker::execute`, and
-//!   its result leaves (publish, confirm, ack) in `worker::delivery`.
+//! - [`worker`]: the job loop. A job enters in `worker::session`, is routed (redelivery guard, pacing,
+//!   retries) in `worker::delivery`, executed in `worker::execute`, and its result leaves (publish,
+//!   confirm, dead letter, ack) in `worker::reply`.
 //! - [`broker`]: RabbitMQ connection, topology and confirmed publishing.
 //! - [`backend`]: where WhatsApp work happens; [`backend::GatewayBackend`] talks to a GOWA gateway.
-//! - [`devices`]: per-device limits.
+//! - [`devices`]: per-device pacing, concurrency caps and update order.
 //! - [`image`]: preparing update pictures.
 //! - [`settings`]: layered configuration.
 //! - [`shutdown`]: the one signal every part stops on.
