@@ -1,9 +1,9 @@
 //! The job loop: consume from the job queues, run each job on its device, publish its result, ack.
 //!
-//! - [`session`]: one broker connection's life: channels, topology, consumers, dispatch.
-//! - [`delivery`]: one delivery's route: parse, redelivery guard, pacing, execute, retry or answer.
-//! - [`execute`]: what a job does against the backend.
-//! - [`reply`]: where a job leaves: result published and confirmed, dead letter or delay queue, ack.
+//! - `session`: one broker connection's life: channels, topology, consumers, dispatch.
+//! - `delivery`: one delivery's route: parse, redelivery guard, pacing, execute, retry or answer.
+//! - `execute`: what a job does against the backend.
+//! - `reply`: where a job leaves: result published and confirmed, dead letter or delay queue, ack.
 //!
 //! The broker connection is re-established forever with capped, jittered backoff; while it is down,
 //! nothing is consumed and nothing is acked, so nothing is lost.
