@@ -12,6 +12,7 @@
 //! - [`settings`]: layered configuration.
 //! - [`shutdown`]: the one signal every part stops on.
 //! - [`client`]: the producer side: publish jobs, wait for results.
+//! - [`sync`]: bulk avatar sync of a contact list (`avatar-worker sync`).
 //! - [`cli`]: the `avatar-worker` command line.
 
 pub mod backend;
@@ -23,4 +24,5 @@ pub mod image;
 pub mod protocol;
 pub mod settings;
 pub mod shutdown;
+pub mod sync;
 pub mod worker;

@@ -4,6 +4,7 @@ mod dead;
 mod enqueue;
 mod logging;
 mod run;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         command: dead::DeadCommand,
     },
+    /// Fetch the pictures of a whole contact list (CSV or JSONL), keeping results and files.
+    Sync(sync::SyncArgs),
 }
 
 fn parse_log_format(value: &str) -> Result<LogFormat, String> {
@@ -71,6 +74,10 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Dead { command } => {
             logging::init_quiet(&settings.log);
             dead::dead(&settings, command).await
+        }
+        Command::Sync(args) => {
+            logging::init_quiet(&settings.log);
+            sync::sync(&settings, args).await
         }
     }
 }
