@@ -9,4 +9,5 @@ mod reliability;
 mod routing;
 mod schemas;
 mod shutdown;
+mod sync;
 mod update;
