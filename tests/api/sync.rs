@@ -199,9 +199,16 @@ async fn two_thousand_contacts_match_the_world_and_a_rerun_changes_nothing() {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(format!("{sha}.jpg"), *name);
-        let format = image::guess_format(&bytes).unwrap();
-        assert_eq!(format, image::ImageFormat::Jpeg);
-        image::load_from_memory_with_format(&bytes, format).expect("a decodable JPEG");
+        // Start and end markers plus a readable frame header; a full decode of 1,400 pictures in a
+        // debug build would dominate the test's time.
+        assert!(
+            bytes.starts_with(&[0xFF, 0xD8, 0xFF]) && bytes.ends_with(&[0xFF, 0xD9]),
+            "{name}"
+        );
+        let reader =
+            image::ImageReader::with_format(std::io::Cursor::new(&bytes), image::ImageFormat::Jpeg);
+        let (width, height) = reader.into_dimensions().expect("a JPEG frame header");
+        assert!(width > 0 && height > 0, "{name}");
     }
 
     let mut second = options(dir.path("contacts.csv"), dir.path("second.jsonl"));
