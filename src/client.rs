@@ -70,11 +70,12 @@ pub enum ClientError {
 impl ClientError {
     /// Whether a new connection may cure it (as opposed to a refused job or a bad answer).
     pub fn is_connection_problem(&self) -> bool {
-        match self {
-            ClientError::Amqp(_) | ClientError::ReplyQueueClosed => true,
-            ClientError::Publish(PublishError::Amqp(_) | PublishError::Nacked) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            ClientError::Amqp(_)
+                | ClientError::ReplyQueueClosed
+                | ClientError::Publish(PublishError::Amqp(_) | PublishError::Nacked)
+        )
     }
 }
 
