@@ -76,10 +76,10 @@ pub fn prepare(options: &SyncOptions) -> Result<Plan, SyncError> {
             continue;
         }
         let seen = previous.get(&(row.phone.clone(), device.clone()));
-        let known_id = row
-            .known_id
-            .clone()
-            .or_else(|| seen.map(|s| s.picture_id.clone()));
+        // The earlier run saw the picture more recently than whoever wrote the input's known_id.
+        let known_id = seen
+            .map(|s| s.picture_id.clone())
+            .or_else(|| row.known_id.clone());
         let previous_file = seen
             .filter(|s| known_id.as_deref() == Some(s.picture_id.as_str()))
             .and_then(|s| s.file.clone());
