@@ -229,7 +229,10 @@ impl Driver {
             if self.exhausted && self.outstanding.is_empty() {
                 // Channels first: closing the connection under open channels makes lapin log errors.
                 let _ = reply.channel.close(200, "batch finished".into()).await;
-                let _ = publisher.channel().close(200, "batch finished".into()).await;
+                let _ = publisher
+                    .channel()
+                    .close(200, "batch finished".into())
+                    .await;
                 return Ok(SessionEnd::Done);
             }
             let idle = self.options.idle_timeout.unwrap_or(Duration::MAX);
