@@ -11,6 +11,15 @@
 //! println!("{:?}", result.status);
 //! # Ok(()) }
 //! ```
+//!
+//! Many jobs at once: [`Client::run_batch`] or [`Batch`] (bounded in flight, one reply queue,
+//! re-published across broker reconnects), shown in `examples/fetch_batch.rs`.
+
+#![warn(missing_docs)]
+
+mod batch;
+
+pub use batch::{Batch, BatchOptions, BatchResults};
 
 use std::time::Duration;
 
@@ -24,22 +33,55 @@ use crate::broker::{self, PublishError, Publisher};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult, UpdateJob};
 use crate::settings::{QueueNames, TopologySettings};
 
+/// Why a client call failed. Broker-side causes (`Amqp`, `Publish`, `ReplyQueueClosed`) are worth a
+/// reconnect; the others are not.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The connection or a channel failed.
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker did not take a job (no such queue, or a nack).
     #[error("publish: {0}")]
     Publish(#[from] PublishError),
+    /// Nothing arrived in time.
     #[error("no result within {0:?}")]
     Timeout(Duration),
+    /// The reply queue's consumer ended (its channel or connection closed).
     #[error("the reply queue closed before the result arrived")]
     ReplyQueueClosed,
+    /// A job could not be encoded or a result decoded.
     #[error("a result could not be read: {0}")]
     BadResult(#[from] serde_json::Error),
+    /// Two jobs of one batch had the same job_id; results are matched by job_id, so one would be lost.
+    #[error("job_id {0:?} appears twice in the batch")]
+    DuplicateJobId(String),
+    /// A batch could not get back to the broker.
+    #[error(
+        "the broker is unreachable: gave up after {attempts} connection attempts; last error: {last}"
+    )]
+    BrokerUnreachable {
+        /// Consecutive attempts that failed without any result arriving in between.
+        attempts: u32,
+        /// What the last attempt failed with.
+        last: Box<ClientError>,
+    },
+}
+
+impl ClientError {
+    /// Whether a new connection may cure it (as opposed to a refused job or a bad answer).
+    pub fn is_connection_problem(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Amqp(_)
+                | ClientError::ReplyQueueClosed
+                | ClientError::Publish(PublishError::Amqp(_) | PublishError::Nacked)
+        )
+    }
 }
 
 /// A connection to the broker with a confirm-mode channel for jobs.
 pub struct Client {
+    url: SecretString,
     connection: Connection,
     publisher: Publisher,
     names: QueueNames,
@@ -51,16 +93,20 @@ impl Client {
         Self::connect_with(url, TopologySettings::with_prefix(prefix).names()).await
     }
 
+    /// Connects and uses explicit queue names (the worker's `topology` settings, overrides included).
     pub async fn connect_with(url: &str, names: QueueNames) -> Result<Self, ClientError> {
-        let connection = broker::connect(&SecretString::from(url), "avatar-worker-client").await?;
+        let url = SecretString::from(url);
+        let connection = broker::connect(&url, "avatar-worker-client").await?;
         let publisher = Publisher::new(connection.create_channel().await?).await?;
         Ok(Self {
+            url,
             connection,
             publisher,
             names,
         })
     }
 
+    /// The queues this client publishes to.
     pub fn queue_names(&self) -> &QueueNames {
         &self.names
     }
@@ -77,6 +123,7 @@ impl Client {
         Ok(id)
     }
 
+    /// Publishes an update job (confirmed by the broker); its result goes to `reply_to` or the results queue.
     pub async fn publish_update(
         &self,
         job: &UpdateJob,
@@ -96,21 +143,10 @@ impl Client {
         job_id: &JobId,
         reply_to: Option<&str>,
     ) -> Result<(), ClientError> {
-        let queue = match kind {
-            JobKind::Fetch => &self.names.fetch,
-            JobKind::Update => &self.names.update,
-        };
-        let mut properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_message_id(job_id.as_str().into())
-            .with_correlation_id(job_id.as_str().into());
-        if let Some(reply_to) = reply_to {
-            properties = properties.with_reply_to(reply_to.into());
-        }
-        self.publisher.publish(queue, body, properties).await?;
-        Ok(())
+        publish_job(&self.publisher, &self.names, kind, body, job_id, reply_to).await
     }
 
+    /// Publishes a fetch job and waits up to `timeout` for its result on a reply queue of its own.
     pub async fn fetch_and_wait(
         &self,
         job: &FetchJob,
@@ -121,6 +157,7 @@ impl Client {
         reply.wait_for(&id, timeout).await
     }
 
+    /// Publishes an update job and waits up to `timeout` for its result on a reply queue of its own.
     pub async fn update_and_wait(
         &self,
         job: &UpdateJob,
@@ -132,14 +169,41 @@ impl Client {
     }
 }
 
+/// Publishes one job body through the default exchange: message_id and correlation_id are the job id, so a
+/// result can be matched whichever of the two a consumer looks at.
+pub(crate) async fn publish_job(
+    publisher: &Publisher,
+    names: &QueueNames,
+    kind: JobKind,
+    body: &[u8],
+    job_id: &JobId,
+    reply_to: Option<&str>,
+) -> Result<(), ClientError> {
+    let queue = match kind {
+        JobKind::Fetch => &names.fetch,
+        JobKind::Update => &names.update,
+    };
+    let mut properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_message_id(job_id.as_str().into())
+        .with_correlation_id(job_id.as_str().into());
+    if let Some(reply_to) = reply_to {
+        properties = properties.with_reply_to(reply_to.into());
+    }
+    publisher.publish(queue, body, properties).await?;
+    Ok(())
+}
+
 /// A server-named, exclusive queue that lives as long as its channel: results for this client only.
 pub struct ReplyQueue {
     channel: Channel,
+    /// The broker-chosen name, for `reply_to`.
     pub name: String,
     consumer: lapin::Consumer,
 }
 
 impl ReplyQueue {
+    /// Declares the queue on a channel of its own and starts consuming (no acks: it is private).
     pub async fn open(connection: &Connection) -> Result<Self, ClientError> {
         let channel = connection.create_channel().await?;
         let queue = channel
@@ -197,6 +261,7 @@ impl ReplyQueue {
 /// What `avatar-worker dead replay` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReplayReport {
+    /// Dead letters moved back to their job queue.
     pub replayed: usize,
     /// Dead letters with no known source queue; left in the dead-letter queue.
     pub skipped: usize,

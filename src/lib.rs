@@ -14,6 +14,7 @@
 //! - [`shutdown`]: the one signal every part stops on.
 //! - [`client`]: the producer side: publish jobs, wait for results.
 //! - [`ops`]: metrics, readiness and the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//! - [`sync`]: bulk avatar sync of a contact list (`avatar-worker sync`).
 //! - [`cli`]: the `avatar-worker` command line.
 
 pub mod backend;
@@ -26,4 +27,5 @@ pub mod ops;
 pub mod protocol;
 pub mod settings;
 pub mod shutdown;
+pub mod sync;
 pub mod worker;

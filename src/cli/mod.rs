@@ -5,6 +5,7 @@ mod enqueue;
 mod image;
 mod logging;
 mod run;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: dead::DeadCommand,
     },
+    /// Fetch the pictures of a whole contact list (CSV or JSONL), keeping results and files.
+    Sync(sync::SyncArgs),
 }
 
 fn parse_log_format(value: &str) -> Result<LogFormat, String> {
@@ -95,6 +98,10 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Dead { command } => {
             logging::init_quiet(&settings.log);
             dead::dead(&settings, command).await
+        }
+        Command::Sync(args) => {
+            logging::init_quiet(&settings.log);
+            sync::sync(&settings, args).await
         }
     }
 }

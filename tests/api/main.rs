@@ -18,4 +18,5 @@ mod scale;
 mod schemas;
 mod secrets;
 mod shutdown;
+mod sync;
 mod update;

@@ -1,0 +1,96 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::client::{Batch, BatchOptions};
+use crate::protocol::DeviceId;
+use crate::settings::Settings;
+use crate::sync::{self, InputFormat, Progress, SyncOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The contact list: CSV with a `phone` column (optional `device_id`, `known_id`), or JSON Lines
+    /// with the same fields (`.jsonl`, `.ndjson`).
+    input: PathBuf,
+    /// The input format, when the extension does not tell.
+    #[arg(long, value_parser = parse_format)]
+    format: Option<InputFormat>,
+    /// The device for rows without a device_id.
+    #[arg(long)]
+    device: Option<String>,
+    /// Results file: one JSON line per row (phone, device, status, picture id, error code, file).
+    #[arg(long)]
+    output: PathBuf,
+    /// Download the pictures and keep each once as <sha256>.jpg in this directory.
+    #[arg(long)]
+    download_dir: Option<PathBuf>,
+    /// Results of an earlier run: its picture ids become known_id, so unchanged pictures are skipped.
+    #[arg(long)]
+    previous: Option<PathBuf>,
+    /// Keep the rows already in --output and ask only the others.
+    #[arg(long)]
+    resume: bool,
+    /// Jobs published and not yet answered, at most.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    in_flight: u32,
+    /// Broker connection attempts in a row, with no result in between, before giving up.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    connect_attempts: u32,
+    /// Give up when no result arrives for this many seconds while rows are outstanding.
+    #[arg(long, default_value_t = 600)]
+    idle_timeout: u64,
+}
+
+fn parse_format(value: &str) -> Result<InputFormat, String> {
+    match value {
+        "csv" => Ok(InputFormat::Csv),
+        "jsonl" => Ok(InputFormat::Jsonl),
+        other => Err(format!("{other:?}: expected csv or jsonl")),
+    }
+}
+
+pub async fn sync(settings: &Settings, args: SyncArgs) -> anyhow::Result<()> {
+    let device = args
+        .device
+        .map(DeviceId::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--device")?;
+    let options = SyncOptions {
+        input: args.input,
+        format: args.format,
+        device,
+        output: args.output,
+        download_dir: args.download_dir,
+        previous: args.previous,
+        resume: args.resume,
+    };
+    let plan = sync::prepare(&options)?;
+    for malformed in &plan.malformed {
+        eprintln!("{}: skipped {malformed}", options.input.display());
+    }
+    let batch = Batch::new(
+        settings.amqp.url.expose_secret(),
+        settings.topology.names(),
+        BatchOptions {
+            in_flight: args.in_flight as usize,
+            max_connect_attempts: args.connect_attempts,
+            reconnect_min: Duration::from_millis(settings.amqp.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(settings.amqp.reconnect_max_ms),
+            idle_timeout: Some(Duration::from_secs(args.idle_timeout)),
+        },
+    );
+    let progress = Progress::stderr(plan.to_do() as u64);
+    let summary = sync::execute(plan, batch, progress)
+        .await
+        .with_context(|| {
+            format!(
+                "sync stopped (broker {}); rerun with --resume to continue",
+                settings.amqp.redacted_url()
+            )
+        })?;
+    print!("{summary}");
+    Ok(())
+}
