@@ -88,11 +88,14 @@ pub(crate) async fn handle(
             },
             None => None,
         };
-        let Ok(_permit) = services.in_flight.acquire().await else {
+        let Ok(permit) = services.in_flight.acquire().await else {
             return settle.requeue().await;
         };
-        let _in_flight = services.metrics.in_flight();
+        let in_flight = services.metrics.in_flight();
         let outcome = run(services, device, job, &mut headers).await;
+        // In flight while executing; publishing and acking hold no global slot. The device slot is kept
+        // until the job is settled, so a device's results leave in the order its jobs ran.
+        drop((in_flight, permit));
         match outcome {
             Err(err) if err.retryable => {
                 retry_or_give_up(&settle, &parsed, headers, err, started).await
