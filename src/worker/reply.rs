@@ -58,25 +58,21 @@ impl Settle<'_> {
             .with_message_id(result.job_id.as_str().into())
             .with_type(result.kind.as_str().into());
         let error = result.error.as_ref();
+        // The dead letter goes first: once a producer sees the result, the copy is already there.
+        if let Some(reason) = dead_reason {
+            let code = error.map(|e| e.code);
+            let message = error.map(|e| e.message.as_str());
+            let dead = self.dead_letter(headers, reason, code, message, result.job_id.as_str());
+            if let Err(err) = dead.await {
+                return self.ack_or_requeue(Err(err)).await;
+            }
+        }
         let settled = match self
             .publisher
             .publish(&reply_to, &body, result_properties)
             .await
         {
-            Ok(()) => match dead_reason {
-                Some(reason) => {
-                    self.dead_letter(
-                        headers,
-                        reason,
-                        error.map(|e| e.code),
-                        error.map(|e| e.message.as_str()),
-                        result.job_id.as_str(),
-                    )
-                    .await
-                }
-                None => Ok(()),
-            },
-            Err(PublishError::Unroutable(queue)) => {
+            Err(PublishError::Unroutable(queue)) if dead_reason.is_none() => {
                 tracing::error!(reply_to = %queue, "result unroutable: no such reply queue; dead-lettering the job");
                 let message = format!("reply_to names no queue: {queue:?}");
                 self.dead_letter(
@@ -88,7 +84,11 @@ impl Settle<'_> {
                 )
                 .await
             }
-            Err(err) => Err(err),
+            Err(PublishError::Unroutable(queue)) => {
+                tracing::error!(reply_to = %queue, "result unroutable; the job is already dead-lettered");
+                Ok(())
+            }
+            other => other,
         };
         self.ack_or_requeue(settled).await;
     }
