@@ -94,7 +94,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.gateway.base_url = mock.base_url();
     settings.gateway.username = Some(USER.into());
     settings.gateway.password = Some(PASSWORD.into());
-    settings.gateway.timeout_ms = 3_000;
+    // The default deadline: tests run many at once on two cores, and the mock shares them.
+    settings.gateway.timeout_ms = 8_000;
     // Tests opt in to pacing and retries; by default every job is answered on its first attempt.
     settings.pacing.enabled = false;
     settings.retry.max_attempts = 1;
