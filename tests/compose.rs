@@ -184,7 +184,12 @@ fn ports_healthchecks_and_dependencies_agree() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(command[..3], ["sync", "--input", "/examples/contacts.csv"]);
+    assert_eq!(command[..2], ["sync", "/examples/contacts.csv"]);
+    // The command line is one the real CLI accepts.
+    let argv = std::iter::once("avatar-worker").chain(command.iter().copied());
+    if let Err(err) = <avatar_worker::cli::Cli as clap::Parser>::try_parse_from(argv) {
+        panic!("the e2e command does not parse: {err}");
+    }
     let device = &mock_env["APP_DEVICES"];
     assert!(
         command
