@@ -1,7 +1,7 @@
 //! End-to-end benchmark: the mock gateway and the worker as separate release-built processes, a load
 //! generator on its own connection, and, in the same run, a broker echo baseline for comparison.
 //!
-//! `cargo build --release --bins && ./target/release/bench` (see docs/performance.md);
+//! `cargo build --release --workspace --bins && ./target/release/bench` (see docs/performance.md);
 //! `--smoke` runs a few hundred jobs and only checks that every job was answered.
 
 mod echo;

@@ -14,7 +14,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found: build it with `cargo build --release --bins`",
+            "{} not found: build it with `cargo build --release --workspace --bins`",
             path.display()
         );
     }
