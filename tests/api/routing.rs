@@ -129,3 +129,55 @@ async fn reply_to_correlation_id_and_message_id_are_honoured() {
     assert_ne!(result.status, Status::Error);
     let _: Value = serde_json::from_slice(&delivery.data).unwrap();
 }
+
+#[tokio::test]
+async fn routed_devices_go_to_their_own_gateway() {
+    let second = mock_server::spawn(crate::helpers::mock_config(vec!["dev-b".into()]))
+        .await
+        .unwrap();
+    let second_url = second.base_url();
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(move |s| {
+            s.gateway.routes = vec![avatar_worker::settings::GatewayRoute {
+                devices: vec!["dev-b".into()],
+                base_url: Some(second_url),
+                username: None,
+                password: None,
+                timeout_ms: None,
+            }];
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    for device in ["dev-a", "dev-b"] {
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": device, "device_id": device, "phone": "6281200000004"}),
+        )
+        .await;
+    }
+    let results = app.results(2).await;
+    assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+    assert_eq!(device_headers(&app).await, vec![Some("dev-a".into())]);
+    let log: Value = app
+        .http
+        .get(format!("{}/_mock/requests", second.base_url()))
+        .basic_auth(crate::helpers::USER, Some(crate::helpers::PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<&str> = log["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["device_id"].as_str())
+        .collect();
+    assert_eq!(
+        seen,
+        ["dev-b"],
+        "the second gateway served dev-b, with the shared credentials"
+    );
+}
