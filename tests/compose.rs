@@ -342,17 +342,7 @@ async fn delete_queues(url: &str, names: &QueueNames) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    let mut queues = vec![
-        names.fetch.clone(),
-        names.update.clone(),
-        names.results.clone(),
-        names.dead.clone(),
-    ];
-    for job_queue in [&names.fetch, &names.update] {
-        for delay in &Settings::default().retry.delays_ms {
-            queues.push(QueueNames::delay_queue(job_queue, *delay));
-        }
-    }
+    let queues = names.all(&Settings::default().retry.delays_ms);
     for queue in queues {
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

@@ -13,23 +13,7 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Go's `url.QueryUnescape`: `+` becomes a space, `%XX` a byte; a bad escape is an error.
 pub fn query_unescape(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = b.get(i + 1).copied().and_then(hex_val)?;
-                let lo = b.get(i + 2).copied().and_then(hex_val)?;
-                out.push(hi << 4 | lo);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(unescape(s, true)?).ok()
 }
 
 /// fasthttp's lenient query decoding: like [`query_unescape`] but a bad escape stays literal.
@@ -37,6 +21,12 @@ pub fn decode_lenient(s: &str) -> String {
     if !s.bytes().any(|b| b == b'+' || b == b'%') {
         return s.to_string();
     }
+    let bytes = unescape(s, false).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `+` → space and `%XX` → byte; a bad escape fails when `strict`, else stays literal.
+fn unescape(s: &str, strict: bool) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -51,13 +41,14 @@ pub fn decode_lenient(s: &str) -> String {
                     out.push(hi << 4 | lo);
                     i += 2;
                 }
+                _ if strict => return None,
                 _ => out.push(b'%'),
             },
             c => out.push(c),
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(out)
 }
 
 /// The decoded value of the last occurrence of `key` in a raw query string.

@@ -50,6 +50,22 @@ impl QueueNames {
     pub fn delay_queue(job_queue: &str, delay_ms: u64) -> String {
         format!("{job_queue}.delay.{}", super::delay_label(delay_ms))
     }
+
+    /// Every queue of this topology with these delay tiers: what a cleanup deletes.
+    pub fn all(&self, delays_ms: &[u64]) -> Vec<String> {
+        let mut queues = vec![
+            self.fetch.clone(),
+            self.update.clone(),
+            self.results.clone(),
+            self.dead.clone(),
+        ];
+        for job_queue in [&self.fetch, &self.update] {
+            for delay in delays_ms {
+                queues.push(Self::delay_queue(job_queue, *delay));
+            }
+        }
+        queues
+    }
 }
 
 impl TopologySettings {

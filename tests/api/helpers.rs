@@ -426,17 +426,7 @@ impl Drop for TestApp {
         self.shutdown.trigger();
         let url = self.amqp_url.clone();
         let names = self.names.clone();
-        let mut queues = vec![
-            names.fetch.clone(),
-            names.update.clone(),
-            names.results.clone(),
-            names.dead.clone(),
-        ];
-        for job_queue in [&names.fetch, &names.update] {
-            for delay in &self.settings.retry.delays_ms {
-                queues.push(QueueNames::delay_queue(job_queue, *delay));
-            }
-        }
+        let queues = names.all(&self.settings.retry.delays_ms);
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -242,18 +242,7 @@ impl Load {
 
     /// Deletes every queue of this prefix.
     pub async fn cleanup(&self) {
-        let mut queues = vec![
-            self.names.fetch.clone(),
-            self.names.update.clone(),
-            self.names.results.clone(),
-            self.names.dead.clone(),
-        ];
-        for job_queue in [&self.names.fetch, &self.names.update] {
-            for delay in DELAY_TIERS {
-                queues.push(QueueNames::delay_queue(job_queue, delay));
-            }
-        }
-        for queue in queues {
+        for queue in self.names.all(&DELAY_TIERS) {
             let _ = self
                 .channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
