@@ -117,10 +117,8 @@ impl Client {
         job: &FetchJob,
         reply_to: Option<&str>,
     ) -> Result<JobId, ClientError> {
-        let id = job.job_id.clone().unwrap_or_else(JobId::generate);
-        self.publish(JobKind::Fetch, &serde_json::to_vec(job)?, &id, reply_to)
-            .await?;
-        Ok(id)
+        self.publish_typed(JobKind::Fetch, job, job.job_id.as_ref(), reply_to)
+            .await
     }
 
     /// Publishes an update job (confirmed by the broker); its result goes to `reply_to` or the results queue.
@@ -129,8 +127,20 @@ impl Client {
         job: &UpdateJob,
         reply_to: Option<&str>,
     ) -> Result<JobId, ClientError> {
-        let id = job.job_id.clone().unwrap_or_else(JobId::generate);
-        self.publish(JobKind::Update, &serde_json::to_vec(job)?, &id, reply_to)
+        self.publish_typed(JobKind::Update, job, job.job_id.as_ref(), reply_to)
+            .await
+    }
+
+    /// Serialises a job and publishes it under its own id, or a fresh one.
+    async fn publish_typed<T: serde::Serialize>(
+        &self,
+        kind: JobKind,
+        job: &T,
+        job_id: Option<&JobId>,
+        reply_to: Option<&str>,
+    ) -> Result<JobId, ClientError> {
+        let id = job_id.cloned().unwrap_or_else(JobId::generate);
+        self.publish(kind, &serde_json::to_vec(job)?, &id, reply_to)
             .await?;
         Ok(id)
     }
