@@ -1,14 +1,23 @@
-//! Where a job's WhatsApp work happens. The worker core only sees [`AvatarBackend`]; the GOWA HTTP gateway
-//! is one implementation, and an in-process session (whatsapp-rust) can be another without touching the core.
+//! Where a job's WhatsApp work happens. The worker core only sees [`AvatarBackend`]: the GOWA HTTP
+//! gateway is one implementation, in-process sessions (whatsapp-rust, feature `native`) another, and
+//! [`DeviceBackends`] picks one per device as `[backend]` configures. [`build`] assembles them.
 
 mod gateway;
+#[cfg(feature = "native")]
+pub mod native;
+mod routed;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub use gateway::GatewayBackend;
+pub use routed::DeviceBackends;
 
 use crate::image::PreparedImage;
+use crate::ops::Metrics;
 use crate::protocol::{AvatarInfo, DeviceId, JobError, Phone};
+use crate::settings::{BackendKind, Settings};
 
 /// What a fetch asks WhatsApp for.
 #[derive(Debug, Clone)]
@@ -26,6 +35,13 @@ pub enum Lookup {
     Hidden,
 }
 
+/// The state of a session a backend holds itself, for `/readyz` and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionReport {
+    pub device: DeviceId,
+    pub state: &'static str,
+}
+
 #[async_trait]
 pub trait AvatarBackend: Send + Sync + 'static {
     /// `device: None` lets the backend pick its default device.
@@ -41,4 +57,97 @@ pub trait AvatarBackend: Send + Sync + 'static {
         device: Option<&DeviceId>,
         image: &PreparedImage,
     ) -> Result<(), JobError>;
+
+    /// The sessions held in this process; a gateway holds none.
+    fn sessions(&self) -> Vec<SessionReport> {
+        Vec::new()
+    }
+
+    /// Closes held sessions cleanly, once no job runs any more.
+    async fn close(&self) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("gateway backend: {0}")]
+    Gateway(JobError),
+    #[error(
+        "the configuration puts devices on the native backend, but this build has none: rebuild with `--features native` (docs/native.md)"
+    )]
+    NativeNotBuilt,
+    #[cfg(feature = "native")]
+    #[error("native sessions: {0}")]
+    Native(#[from] native::NativeError),
+}
+
+/// The backend `settings` describe: the gateway alone, or the gateway and this process's sessions,
+/// each device routed to its own. Native sessions are opened, locked and connected here.
+pub async fn build(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Arc<dyn AvatarBackend>, BuildError> {
+    let gateway: Arc<dyn AvatarBackend> = Arc::new(
+        GatewayBackend::new(&settings.gateway)
+            .map_err(BuildError::Gateway)?
+            .with_metrics(metrics.clone()),
+    );
+    if !settings.backend.uses_native() {
+        return Ok(gateway);
+    }
+    let native = native_backend(settings, metrics).await?;
+    let per_device = settings.backend.per_device();
+    let default = match settings.backend.default {
+        BackendKind::Http => gateway.clone(),
+        BackendKind::Native => native.clone(),
+    };
+    let mut routed = DeviceBackends::new(default);
+    for (device, kind) in per_device {
+        let backend = match kind {
+            BackendKind::Http => gateway.clone(),
+            BackendKind::Native => native.clone(),
+        };
+        routed = routed.route(device, backend);
+    }
+    Ok(Arc::new(routed))
+}
+
+#[cfg(feature = "native")]
+async fn native_backend(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Arc<dyn AvatarBackend>, BuildError> {
+    use native::{Connect, NativeBackend, SessionRegistry};
+
+    let per_device = settings.backend.per_device();
+    let mut devices: Vec<DeviceId> = per_device
+        .iter()
+        .filter(|(_, kind)| **kind == BackendKind::Native)
+        .map(|(device, _)| device.clone())
+        .collect();
+    if settings.backend.default == BackendKind::Native {
+        // Every stored session not explicitly sent to the gateway.
+        for device in SessionRegistry::stored_devices(&settings.native.sessions_dir)? {
+            if !per_device.contains_key(&device) {
+                devices.push(device);
+            }
+        }
+    }
+    devices.sort();
+    devices.dedup();
+    let registry = SessionRegistry::open(
+        &settings.native.sessions_dir,
+        &devices,
+        Connect::Paired,
+        Some(metrics.clone()),
+    )
+    .await?;
+    Ok(Arc::new(NativeBackend::new(
+        Arc::new(registry),
+        &settings.native,
+    )))
+}
+
+#[cfg(not(feature = "native"))]
+async fn native_backend(_: &Settings, _: &Metrics) -> Result<Arc<dyn AvatarBackend>, BuildError> {
+    Err(BuildError::NativeNotBuilt)
 }

@@ -1,9 +1,10 @@
-//! The `avatar-worker` command line: `run`, `enqueue`, `image`.
+//! The `avatar-worker` command line: `run`, `enqueue`, `image`, `dead`, `sync`, `pair`.
 
 mod dead;
 mod enqueue;
 mod image;
 mod logging;
+mod pair;
 mod run;
 mod sync;
 
@@ -51,6 +52,8 @@ enum Command {
     },
     /// Fetch the pictures of a whole contact list (CSV or JSONL), keeping results and files.
     Sync(sync::SyncArgs),
+    /// Link a device to a WhatsApp account for the native backend (QR code, or pair code with --phone).
+    Pair(pair::PairArgs),
 }
 
 fn parse_log_format(value: &str) -> Result<LogFormat, String> {
@@ -102,6 +105,10 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Sync(args) => {
             logging::init_quiet(&settings.log);
             sync::sync(&settings, args).await
+        }
+        Command::Pair(args) => {
+            logging::init_quiet(&settings.log);
+            pair::pair(&settings, args).await
         }
     }
 }

@@ -1,6 +1,4 @@
-use std::sync::Arc;
-
-use crate::backend::GatewayBackend;
+use crate::backend;
 use crate::ops::{self, Metrics};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
@@ -8,14 +6,15 @@ use crate::worker::Worker;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let backend = GatewayBackend::new(&settings.gateway)?.with_metrics(metrics.clone());
     tracing::info!(
         gateway = %settings.gateway.base_url,
+        default_backend = settings.backend.default.as_str(),
         queues = ?settings.topology.names(),
         "starting"
     );
+    let backend = backend::build(&settings, &metrics).await?;
     let admin = settings.admin.clone();
-    let worker = Worker::with_metrics(settings, Arc::new(backend), metrics)?;
+    let worker = Worker::with_metrics(settings, backend, metrics)?;
     // The admin server outlives the worker's drain: it stops only once the worker has returned, so
     // `/readyz` answers 503 (not "connection refused") while in-flight jobs finish.
     let admin_stop = Shutdown::new();

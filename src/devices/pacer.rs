@@ -102,8 +102,15 @@ impl Pacer {
         Some(slot.ceil() as u64)
     }
 
-    /// WhatsApp said rate-overlimit: slow this device down for the cooldown, starting with one pause.
-    pub fn penalize(&self, device: Option<&DeviceId>, kind: JobKind, now_ms: u64) {
+    /// WhatsApp said rate-overlimit: slow this device down for the cooldown, starting with one pause, at
+    /// least as long as the wait the server named.
+    pub fn penalize(
+        &self,
+        device: Option<&DeviceId>,
+        kind: JobKind,
+        now_ms: u64,
+        server_wait: Option<Duration>,
+    ) {
         let Some(limit) = self.limit(device, kind) else {
             return;
         };
@@ -111,8 +118,14 @@ impl Pacer {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = buckets.entry((device.cloned(), kind)).or_default();
         bucket.penalty_until_ms = now + self.settings.rate_limited_cooldown_ms as f64;
-        if limit.rate_per_s > 0.0 {
-            let pause = 1000.0 / limit.rate_per_s * self.settings.rate_limited_factor;
+        let paced = if limit.rate_per_s > 0.0 {
+            1000.0 / limit.rate_per_s * self.settings.rate_limited_factor
+        } else {
+            0.0
+        };
+        let asked = server_wait.map_or(0.0, |wait| wait.as_millis() as f64);
+        let pause = paced.max(asked);
+        if pause > 0.0 {
             bucket.tat_ms = bucket.tat_ms.max(now) + pause;
         }
     }
@@ -182,7 +195,7 @@ mod tests {
         let pacer = pacer(10.0, 1);
         let d = DeviceId::parse("a").unwrap();
         let t0 = 9_000_000;
-        pacer.penalize(Some(&d), JobKind::Fetch, t0);
+        pacer.penalize(Some(&d), JobKind::Fetch, t0, None);
         // One pause of 4 × 100 ms, then 400 ms spacing during the cooldown.
         assert_eq!(
             pacer.admit(Some(&d), JobKind::Fetch, None, t0),
@@ -191,6 +204,18 @@ mod tests {
         assert_eq!(
             pacer.admit(Some(&d), JobKind::Fetch, None, t0),
             Admission::Hold(Duration::from_millis(800))
+        );
+    }
+
+    #[test]
+    fn the_server_backoff_sets_the_first_pause_when_longer() {
+        let pacer = pacer(10.0, 1);
+        let d = DeviceId::parse("a").unwrap();
+        let t0 = 9_000_000;
+        pacer.penalize(Some(&d), JobKind::Fetch, t0, Some(Duration::from_secs(30)));
+        assert_eq!(
+            pacer.admit(Some(&d), JobKind::Fetch, None, t0),
+            Admission::Hold(Duration::from_secs(30))
         );
     }
 

@@ -1,5 +1,5 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (liveness: the process answers) and
-//! `/readyz` (readiness: connected to the broker and consuming). Kept apart from any job traffic, on its
+//! `/readyz` (readiness: connected to the broker and consuming; native sessions listed below the verdict). Kept apart from any job traffic, on its
 //! own port (`admin.bind`), so probes keep answering while the worker is busy.
 
 use std::net::SocketAddr;
@@ -73,13 +73,21 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// The verdict on the first line, then one `session <device>: <state>` line per native session.
 async fn readyz(State(state): State<AdminState>) -> Response {
-    match state.readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+    let (status, mut body) = match state.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
-        )
-            .into_response(),
+        ),
+    };
+    for session in state.readiness.sessions() {
+        body.push_str(&format!(
+            "session {}: {}\n",
+            session.device.as_str(),
+            session.state
+        ));
     }
+    (status, body).into_response()
 }

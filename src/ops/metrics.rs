@@ -38,6 +38,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    device: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -69,6 +75,7 @@ struct Inner {
     dead_lettered: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
     connected: Gauge,
+    native_sessions: Family<SessionLabels, Gauge>,
 }
 
 /// A cheap, cloneable handle on one registry and its metric families.
@@ -136,6 +143,13 @@ impl Metrics {
             "1 while the worker holds a broker connection, else 0",
             connected.clone(),
         );
+        // Device ids as labels: bounded by configuration (the sessions this process holds), unlike phones.
+        let native_sessions = Family::<SessionLabels, Gauge>::default();
+        registry.register(
+            "native_session",
+            "1 for the current state of each native session (connected, disconnected, logged_out, ...)",
+            native_sessions.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -153,6 +167,7 @@ impl Metrics {
                 dead_lettered,
                 in_flight,
                 connected,
+                native_sessions,
             }),
         }
     }
@@ -186,6 +201,20 @@ impl Metrics {
                 code: code.into(),
             })
             .inc();
+    }
+
+    /// A native session is now in `state`: its series is 1, the device's other `states` 0.
+    pub fn set_native_session(&self, device: &str, state: &str, states: &[&str]) {
+        for candidate in states {
+            let labels = SessionLabels {
+                device: device.into(),
+                state: (*candidate).into(),
+            };
+            self.inner
+                .native_sessions
+                .get_or_create(&labels)
+                .set(i64::from(*candidate == state));
+        }
     }
 
     /// A transient failure sent the job to a delay queue.

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Metrics;
+use crate::backend::{AvatarBackend, SessionReport};
 use crate::shutdown::Shutdown;
 
 /// The last transition the worker loop reported.
@@ -27,6 +28,7 @@ pub struct Readiness {
     state: Arc<Mutex<ReadyState>>,
     shutdown: Arc<Mutex<Option<Shutdown>>>,
     metrics: Metrics,
+    sessions: Option<Arc<dyn AvatarBackend>>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -43,7 +45,23 @@ impl Readiness {
             state: Arc::new(Mutex::new(ReadyState::Starting)),
             shutdown: Arc::default(),
             metrics: metrics.clone(),
+            sessions: None,
         }
+    }
+
+    /// Also reports the sessions `backend` holds (native devices), one line each in `/readyz`.
+    pub fn with_sessions(mut self, backend: Arc<dyn AvatarBackend>) -> Self {
+        self.sessions = Some(backend);
+        self
+    }
+
+    /// The state of every session the backend holds in this process. They do not decide readiness: a
+    /// worker with a disconnected device still answers that device's jobs (`device_disconnected`).
+    pub fn sessions(&self) -> Vec<SessionReport> {
+        self.sessions
+            .as_ref()
+            .map(|backend| backend.sessions())
+            .unwrap_or_default()
     }
 
     /// Reports `Stopping` as soon as `shutdown` triggers, before in-flight jobs have drained, so a load

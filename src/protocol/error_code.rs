@@ -106,6 +106,10 @@ pub struct JobError {
     pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
+    /// How long WhatsApp asked us to wait (its `backoff` on a rate-overlimit); the retry waits at least
+    /// this long. Internal: not part of the envelope.
+    #[serde(skip)]
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl JobError {
@@ -115,7 +119,13 @@ impl JobError {
             code,
             message: message.into(),
             retryable: code.is_transient(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     pub fn with_retryable(mut self, retryable: bool) -> Self {

@@ -4,6 +4,7 @@
 
 mod admin;
 mod amqp;
+mod backend;
 mod gateway;
 mod pacing;
 mod retry;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 pub use admin::AdminSettings;
 pub use amqp::AmqpSettings;
+pub use backend::{BackendKind, BackendSettings, DeviceBackend, NativeSettings};
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
 pub use pacing::{DevicePacing, Limit, PacingSettings};
 pub use retry::{RetrySettings, delay_label};
@@ -33,7 +35,9 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub topology: TopologySettings,
     pub worker: WorkerSettings,
+    pub backend: BackendSettings,
     pub gateway: GatewaySettings,
+    pub native: NativeSettings,
     pub retry: RetrySettings,
     pub pacing: PacingSettings,
     pub image: ImageSettings,
@@ -114,7 +118,9 @@ impl Settings {
         self.amqp.validate()?;
         self.topology.validate()?;
         self.worker.validate()?;
+        self.backend.validate()?;
         self.gateway.validate()?;
+        self.native.validate()?;
         self.retry.validate()?;
         self.pacing.validate()?;
         self.admin.validate()?;

@@ -176,9 +176,12 @@ async fn retry_or_give_up(
 ) {
     let services = settle.services;
     if err.code == ErrorCode::RateLimited {
-        services
-            .pacer
-            .penalize(parsed.device_id.as_ref(), parsed.kind, now_ms());
+        services.pacer.penalize(
+            parsed.device_id.as_ref(),
+            parsed.kind,
+            now_ms(),
+            err.retry_after,
+        );
     }
     let attempt = headers.attempts + 1;
     headers
@@ -189,17 +192,36 @@ async fn retry_or_give_up(
         headers.attempts = attempt;
         headers.slot_ms = None;
         services.metrics.retried(err.code);
-        let tier = retry.delays_ms[(attempt as usize - 1).min(retry.delays_ms.len() - 1)];
-        let jittered = rand::rng().random_range(tier * 4 / 5..=tier);
-        tracing::info!(code = %err.code, attempt, delay_ms = jittered, "transient failure; retrying later");
+        let (tier, delay_ms) = retry_delay(&retry.delays_ms, attempt, err.retry_after);
+        tracing::info!(code = %err.code, attempt, delay_ms, "transient failure; retrying later");
         let queue = QueueNames::delay_queue(settle.source_queue(), tier);
-        return settle.park(&queue, &headers, Some(jittered)).await;
+        return settle.park(&queue, &headers, Some(delay_ms)).await;
     }
     let result = envelope(parsed, Err(err), &headers, started);
     log_result(&result);
     settle
         .finish(&result, &headers, Some("retries_exhausted"))
         .await
+}
+
+/// The delay tier and the wait (its message expiration) of retry number `attempt`: the attempt's tier minus
+/// up to 20 % jitter, or, when the server named a longer wait, the shortest tier that holds that wait
+/// (the longest tier when none does).
+fn retry_delay(tiers: &[u64], attempt: u32, server_wait: Option<Duration>) -> (u64, u64) {
+    let tier = tiers[(attempt as usize - 1).min(tiers.len() - 1)];
+    let jittered = rand::rng().random_range(tier * 4 / 5..=tier);
+    let wanted = server_wait.map_or(0, |wait| wait.as_millis() as u64);
+    if wanted <= jittered {
+        return (tier, jittered);
+    }
+    let longest = tiers.iter().copied().max().unwrap_or(tier);
+    let holding = tiers
+        .iter()
+        .copied()
+        .filter(|t| *t >= wanted)
+        .min()
+        .unwrap_or(longest);
+    (holding, wanted.min(holding))
 }
 
 /// Parks a job in the delay tier that fits `delay`: the largest tier not longer than it, or the shortest
@@ -259,4 +281,28 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_backoff_lengthens_the_retry_delay() {
+        let tiers = [1_000, 5_000, 30_000];
+        let (tier, wait) = retry_delay(&tiers, 1, None);
+        assert_eq!(tier, 1_000);
+        assert!((800..=1_000).contains(&wait), "{wait}");
+        assert_eq!(
+            retry_delay(&tiers, 1, Some(Duration::from_secs(20))),
+            (30_000, 20_000)
+        );
+        assert_eq!(
+            retry_delay(&tiers, 1, Some(Duration::from_secs(300))),
+            (30_000, 30_000)
+        );
+        let (tier, wait) = retry_delay(&tiers, 2, Some(Duration::from_millis(100)));
+        assert_eq!(tier, 5_000);
+        assert!((4_000..=5_000).contains(&wait), "{wait}");
+    }
 }

@@ -71,7 +71,7 @@ impl Worker {
             order: UpdateOrder::new(),
             in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
             downloader,
-            readiness: Readiness::new(&metrics),
+            readiness: Readiness::new(&metrics).with_sessions(backend.clone()),
             metrics,
             backend,
             settings,
@@ -129,6 +129,7 @@ impl Worker {
             }
         }
         self.services.readiness.stopping();
+        self.services.backend.close().await;
         tracing::info!("worker stopped");
         Ok(())
     }

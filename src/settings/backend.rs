@@ -1,0 +1,124 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{SettingsError, invalid};
+use crate::protocol::DeviceId;
+
+/// Where a device's WhatsApp session lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// In a GOWA gateway, reached over HTTP (`[gateway]`).
+    #[default]
+    Http,
+    /// In this process, through whatsapp-rust (`[native]`; a build with `--features native`).
+    Native,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Http => "http",
+            BackendKind::Native => "native",
+        }
+    }
+}
+
+/// Which backend serves which device. The worker core never sees this: it calls one backend, and the
+/// choice is made behind it (`backend::DeviceBackends`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSettings {
+    /// The backend of devices no entry names, and of jobs without `device_id`.
+    pub default: BackendKind,
+    pub devices: Vec<DeviceBackend>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceBackend {
+    pub devices: Vec<String>,
+    pub backend: BackendKind,
+}
+
+impl BackendSettings {
+    /// The backend of every device an entry names (a later entry wins).
+    pub fn per_device(&self) -> HashMap<DeviceId, BackendKind> {
+        self.devices
+            .iter()
+            .flat_map(|entry| {
+                entry
+                    .devices
+                    .iter()
+                    .filter_map(|device| DeviceId::parse(device.as_str()).ok())
+                    .map(move |device| (device, entry.backend))
+            })
+            .collect()
+    }
+
+    /// Whether any job can reach a native session.
+    pub fn uses_native(&self) -> bool {
+        self.default == BackendKind::Native
+            || self
+                .devices
+                .iter()
+                .any(|entry| entry.backend == BackendKind::Native)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        for entry in &self.devices {
+            if entry.devices.is_empty() {
+                return Err(invalid(
+                    "backend.devices.devices",
+                    "must name at least one device",
+                ));
+            }
+            for device in &entry.devices {
+                DeviceId::parse(device.as_str())
+                    .map_err(|reason| invalid("backend.devices.devices", reason))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sessions held in this process (whatsapp-rust): where their stores live and how long a call may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NativeSettings {
+    /// One SQLite store per device, `<sessions_dir>/<device>.db`, made by `avatar-worker pair`.
+    pub sessions_dir: PathBuf,
+    /// Deadline of a picture query; the library's own default is 75 s.
+    pub fetch_timeout_ms: u64,
+    /// Deadline of setting the own picture (an upload of up to a few hundred KiB).
+    pub update_timeout_ms: u64,
+}
+
+impl Default for NativeSettings {
+    fn default() -> Self {
+        Self {
+            sessions_dir: PathBuf::from("sessions"),
+            fetch_timeout_ms: 5_000,
+            update_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl NativeSettings {
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        if self.sessions_dir.as_os_str().is_empty() {
+            return Err(invalid("native.sessions_dir", "must not be empty"));
+        }
+        for (key, value) in [
+            ("native.fetch_timeout_ms", self.fetch_timeout_ms),
+            ("native.update_timeout_ms", self.update_timeout_ms),
+        ] {
+            if value == 0 || value > 120_000 {
+                return Err(invalid(key, "must be between 1 and 120000"));
+            }
+        }
+        Ok(())
+    }
+}
