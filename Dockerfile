@@ -3,14 +3,17 @@
 #
 #   docker build -t avatar-worker .
 #   docker run --rm -e AVATAR_WORKER__AMQP__URL=amqp://guest:guest@rabbitmq:5672/%2f avatar-worker
+#
+# With native WhatsApp sessions (docs/native.md): docker build --build-arg FEATURES=native -t avatar-worker .
 
 FROM rust:1-slim-bookworm AS builder
+ARG FEATURES=""
 WORKDIR /src
 COPY . .
 # The workspace builds both binaries; only the worker is kept.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p avatar-worker --bin avatar-worker \
+    cargo build --release --locked -p avatar-worker --bin avatar-worker --features "$FEATURES" \
     && cp target/release/avatar-worker /usr/local/bin/avatar-worker
 
 FROM debian:bookworm-slim

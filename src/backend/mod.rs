@@ -76,7 +76,7 @@ pub enum BuildError {
     )]
     NativeNotBuilt,
     #[cfg(feature = "native")]
-    #[error("native sessions: {0}")]
+    #[error(transparent)]
     Native(#[from] native::NativeError),
 }
 
@@ -150,4 +150,26 @@ async fn native_backend(
 #[cfg(not(feature = "native"))]
 async fn native_backend(_: &Settings, _: &Metrics) -> Result<Arc<dyn AvatarBackend>, BuildError> {
     Err(BuildError::NativeNotBuilt)
+}
+
+#[cfg(all(test, not(feature = "native")))]
+mod tests {
+    use super::*;
+    use crate::settings::DeviceBackend;
+
+    #[tokio::test]
+    async fn native_devices_need_a_build_with_the_native_feature() {
+        let mut settings = Settings::default();
+        assert!(build(&settings, &Metrics::new()).await.is_ok());
+        settings.backend.devices = vec![DeviceBackend {
+            devices: vec!["phone-a".into()],
+            backend: BackendKind::Native,
+        }];
+        let err = build(&settings, &Metrics::new())
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, BuildError::NativeNotBuilt));
+        assert!(err.to_string().contains("--features native"), "{err}");
+    }
 }

@@ -101,3 +101,29 @@ fn render_qr(payload: &str) -> String {
         Err(err) => format!("(cannot draw the QR code: {err}; its payload is {payload})"),
     }
 }
+
+#[cfg(all(test, feature = "native"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pairing_payload_is_drawn_as_a_terminal_qr_code() {
+        let payload = "2@Jm8b7R0k3hG1b9yq2T3x,JYpX8s0v+Yh0n7Q2eXbYv1a2b3c4d5e6f7g8h9i0jk=,5cT3v2Q1lA==,aGVsbG8=";
+        let drawn = render_qr(payload);
+        let rows: Vec<&str> = drawn.lines().collect();
+        // Two modules per row: a version-5+ code with its quiet zone is at least 20 rows of half blocks.
+        assert!(rows.len() >= 20, "{drawn}");
+        assert!(
+            rows.iter()
+                .all(|row| row.chars().count() == rows[0].chars().count())
+        );
+        assert!(drawn.contains('▀') || drawn.contains('▄'), "{drawn}");
+    }
+
+    #[test]
+    fn a_pair_code_phone_is_reduced_to_digits() {
+        assert_eq!(phone_digits("+1 (555) 123-4567").unwrap(), "15551234567");
+        assert!(phone_digits("555-CALL-NOW").is_err());
+        assert!(phone_digits("123").is_err());
+    }
+}

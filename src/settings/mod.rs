@@ -74,8 +74,9 @@ impl Default for LogSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// Not a `#[source]`: the message already holds it, and `{:#}` would print it twice.
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     #[error("configuration key `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -125,6 +126,12 @@ impl Settings {
         self.pacing.validate()?;
         self.admin.validate()?;
         Ok(())
+    }
+}
+
+impl From<config::ConfigError> for SettingsError {
+    fn from(err: config::ConfigError) -> Self {
+        SettingsError::Load(err)
     }
 }
 
@@ -180,9 +187,20 @@ mod tests {
                 "AVATAR_WORKER__IMAGE__ALLOW_HOSTS",
                 "mock-server:3000,127.0.0.1",
             ),
+            ("AVATAR_WORKER__BACKEND__DEFAULT", "native"),
+            (
+                "AVATAR_WORKER__NATIVE__SESSIONS_DIR",
+                "/var/lib/avatar/sessions",
+            ),
             ("UNRELATED", "x"),
         ])
         .unwrap();
+        assert_eq!(settings.backend.default, BackendKind::Native);
+        assert!(settings.backend.uses_native());
+        assert_eq!(
+            settings.native.sessions_dir,
+            Path::new("/var/lib/avatar/sessions")
+        );
         assert_eq!(settings.amqp.redacted_url(), "amqp://u:***@rabbit:5672/%2f");
         assert_eq!(settings.gateway.base_url, "http://gowa:3000");
         assert_eq!(settings.worker.prefetch, 50);
@@ -222,6 +240,12 @@ mod tests {
                 "queue_type",
             ),
             ("AVATAR_WORKER__WORKER__NO_SUCH_KEY", "1", "no_such_key"),
+            ("AVATAR_WORKER__BACKEND__DEFAULT", "grpc", "grpc"),
+            (
+                "AVATAR_WORKER__NATIVE__FETCH_TIMEOUT_MS",
+                "0",
+                "native.fetch_timeout_ms",
+            ),
         ];
         for (key, value, named) in cases {
             let err = load(&[(key, value)]).unwrap_err().to_string();

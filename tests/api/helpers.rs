@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use avatar_worker::backend::GatewayBackend;
+use avatar_worker::backend::{AvatarBackend, GatewayBackend};
 use avatar_worker::broker;
 use avatar_worker::ops::{self, Metrics, Readiness};
 use avatar_worker::protocol::{JobKind, JobResult};
@@ -180,18 +180,27 @@ pub fn start_worker(settings: &Settings, shutdown: &Shutdown) -> JoinHandle<anyh
     tokio::spawn(async move { worker.run(shutdown).await })
 }
 
-/// A worker whose gateway calls count into its own metrics, with an admin server on a free port that
-/// stops with the worker.
+/// A worker on the backend its settings describe (as `avatar-worker run` builds it), counting into its
+/// own metrics, with an admin server on a free port that stops with the worker.
 pub async fn start_observed_worker(
     settings: &Settings,
     shutdown: &Shutdown,
 ) -> (JoinHandle<anyhow::Result<()>>, Observed) {
     let metrics = Metrics::new();
-    let backend = GatewayBackend::new(&settings.gateway)
-        .expect("backend")
-        .with_metrics(metrics.clone());
-    let worker =
-        Worker::with_metrics(settings.clone(), Arc::new(backend), metrics.clone()).expect("worker");
+    let backend = avatar_worker::backend::build(settings, &metrics)
+        .await
+        .expect("backend");
+    start_observed_worker_on(settings, shutdown, backend, metrics).await
+}
+
+/// As [`start_observed_worker`], on a backend the test assembled itself.
+pub async fn start_observed_worker_on(
+    settings: &Settings,
+    shutdown: &Shutdown,
+    backend: Arc<dyn AvatarBackend>,
+    metrics: Metrics,
+) -> (JoinHandle<anyhow::Result<()>>, Observed) {
+    let worker = Worker::with_metrics(settings.clone(), backend, metrics.clone()).expect("worker");
     let readiness = worker.readiness().clone();
     let admin = ops::serve(
         "127.0.0.1:0",
@@ -372,6 +381,16 @@ impl TestApp {
     pub fn start_worker(&mut self) {
         assert!(self.worker.is_none(), "the worker already runs");
         self.worker = Some(start_worker(&self.settings, &self.shutdown));
+    }
+
+    /// Starts the observed worker of an app spawned with `start_worker: false` on `backend`.
+    #[cfg(feature = "native")]
+    pub async fn start_worker_on(&mut self, backend: Arc<dyn AvatarBackend>, metrics: Metrics) {
+        assert!(self.worker.is_none(), "the worker already runs");
+        let (worker, observed) =
+            start_observed_worker_on(&self.settings, &self.shutdown, backend, metrics).await;
+        self.worker = Some(worker);
+        self.observed = Some(observed);
     }
 
     pub fn shutdown_handle(&self) -> Shutdown {

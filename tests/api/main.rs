@@ -1,11 +1,16 @@
 //! End-to-end tests: real RabbitMQ, the mock gateway over HTTP, the worker in-process.
 
+#[cfg(feature = "native")]
+#[path = "../support/accounts.rs"]
+mod accounts;
 mod broker;
 mod crash;
 mod fetch;
 mod helpers;
 mod hostile;
 mod malformed;
+#[cfg(feature = "native")]
+mod native;
 mod ops;
 #[path = "../support/pictures.rs"]
 mod pictures;

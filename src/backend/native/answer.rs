@@ -130,3 +130,162 @@ fn server_error(code: u16, text: &str, backoff: Option<u32>, op: Op) -> JobError
         _ => JobError::new(ErrorCode::GatewayError, said).with_retryable(false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16, text: &str, backoff: Option<u32>) -> IqError {
+        IqError::ServerError {
+            code,
+            text: text.into(),
+            error_type: None,
+            backoff,
+        }
+    }
+
+    /// Every library error a fetch can meet, as constructed values, and the outcome it becomes.
+    #[test]
+    fn fetch_errors_map_to_named_codes() {
+        let cases: Vec<(ContactError, ErrorCode, bool)> = vec![
+            (
+                IqError::NotConnected.into(),
+                ErrorCode::DeviceDisconnected,
+                true,
+            ),
+            (
+                IqError::InternalChannelClosed.into(),
+                ErrorCode::DeviceDisconnected,
+                true,
+            ),
+            (IqError::Timeout.into(), ErrorCode::Timeout, true),
+            (
+                server(429, "rate-overlimit", Some(30)).into(),
+                ErrorCode::RateLimited,
+                true,
+            ),
+            (
+                server(429, "rate-overlimit", None).into(),
+                ErrorCode::RateLimited,
+                true,
+            ),
+            (
+                server(400, "bad-request", None).into(),
+                ErrorCode::InvalidPhone,
+                false,
+            ),
+            (
+                server(500, "internal-server-error", None).into(),
+                ErrorCode::GatewayError,
+                true,
+            ),
+            (
+                server(503, "service-unavailable", None).into(),
+                ErrorCode::GatewayError,
+                true,
+            ),
+            (
+                server(409, "conflict", None).into(),
+                ErrorCode::GatewayError,
+                false,
+            ),
+            (
+                IqError::ParseError(anyhow::anyhow!("Profile picture error 500: x")).into(),
+                ErrorCode::GatewayError,
+                true,
+            ),
+            (
+                ContactError::InvalidJid("x@broadcast".into()),
+                ErrorCode::InvalidPhone,
+                false,
+            ),
+        ];
+        for (err, code, retryable) in cases {
+            let mapped = fetch_error(&err);
+            assert_eq!(
+                (mapped.code, mapped.retryable),
+                (code, retryable),
+                "{err:?} → {mapped:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_carries_the_servers_backoff() {
+        let mapped = fetch_error(&server(429, "rate-overlimit", Some(30)).into());
+        assert_eq!(mapped.retry_after, Some(Duration::from_secs(30)));
+        assert_eq!(
+            fetch_error(&server(429, "rate-overlimit", None).into()).retry_after,
+            None
+        );
+    }
+
+    #[test]
+    fn update_errors_map_to_named_codes() {
+        let cases: Vec<(ProfileError, ErrorCode)> = vec![
+            (IqError::NotConnected.into(), ErrorCode::DeviceDisconnected),
+            (IqError::Timeout.into(), ErrorCode::Timeout),
+            (
+                server(406, "not-acceptable", None).into(),
+                ErrorCode::InvalidImage,
+            ),
+            (
+                server(429, "rate-overlimit", Some(60)).into(),
+                ErrorCode::RateLimited,
+            ),
+            (
+                server(401, "not-authorized", None).into(),
+                ErrorCode::DeviceNotLoggedIn,
+            ),
+            (
+                server(500, "internal-server-error", None).into(),
+                ErrorCode::GatewayError,
+            ),
+            (
+                ProfileError::InvalidArgument("empty".into()),
+                ErrorCode::InvalidImage,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(update_error(&err).code, code, "{err:?}");
+        }
+        assert_eq!(
+            update_timeout(Duration::from_secs(30)).code,
+            ErrorCode::Timeout
+        );
+    }
+
+    #[test]
+    fn a_picture_echoes_the_requested_type_and_none_is_not_set() {
+        let picture = ProfilePicture {
+            id: "1700000000".into(),
+            url: "https://pps.whatsapp.net/v/t61/x.jpg".into(),
+            direct_path: None,
+            hash: None,
+        };
+        for preview in [true, false] {
+            assert_eq!(
+                lookup(Some(picture.clone()), preview),
+                Lookup::Picture(AvatarInfo {
+                    url: picture.url.clone(),
+                    id: picture.id.clone(),
+                    kind: if preview { "preview" } else { "image" }.into(),
+                })
+            );
+        }
+        assert_eq!(lookup(None, false), Lookup::NotSet);
+    }
+
+    #[test]
+    fn phones_become_the_libraries_jids() {
+        for (phone, user, group) in [
+            ("+62 812-3456-7890", "6281234567890", false),
+            ("120363025246125486@g.us", "120363025246125486", true),
+            ("1234567890123456789", "1234567890123456789", true),
+        ] {
+            let jid = jid(&Phone::parse(phone).unwrap()).unwrap();
+            assert_eq!(jid.user.as_str(), user, "{phone}");
+            assert_eq!(jid.server == whatsapp_rust::Server::Group, group, "{phone}");
+        }
+    }
+}

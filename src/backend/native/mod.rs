@@ -35,9 +35,11 @@ pub enum NativeError {
         "session store {path} is in use by another process (pid {owner}); a session has one owner"
     )]
     InUse { path: PathBuf, owner: String },
-    #[error("session store {path}: {message}")]
+    #[error("session store {}: {message}", path.display())]
     Store { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
+    #[error("cannot read the account from a session store: {0}")]
+    Load(String),
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -62,21 +62,37 @@ impl StorePath {
     /// Opens (or creates) the SQLite store. Needs the lock for the same reason.
     pub async fn open(&self, _lock: &StoreLock) -> Result<SqliteStore, NativeError> {
         let url = self.database.to_string_lossy().into_owned();
-        SqliteStore::new(&url)
+        let store = SqliteStore::new(&url)
             .await
             .map_err(|err| NativeError::Store {
                 path: self.database.clone(),
                 message: err.to_string(),
-            })
+            })?;
+        self.restrict()?;
+        Ok(store)
+    }
+
+    /// Owner-only permissions on the files SQLite created, whatever the umask.
+    fn restrict(&self) -> Result<(), NativeError> {
+        #[cfg(unix)]
+        for file in self.files() {
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(NativeError::Io { path: file, source }),
+            }
+        }
+        Ok(())
     }
 }
 
 /// Whether the store holds a paired account (pairing records the account's phone-number JID).
 pub async fn is_paired(store: &dyn DeviceStore) -> Result<bool, NativeError> {
-    let device = store.load().await.map_err(|err| NativeError::Store {
-        path: PathBuf::new(),
-        message: err.to_string(),
-    })?;
+    let device = store
+        .load()
+        .await
+        .map_err(|err| NativeError::Load(err.to_string()))?;
     Ok(device.is_some_and(|device| device.pn.is_some()))
 }
 
