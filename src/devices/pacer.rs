@@ -213,9 +213,13 @@ mod tests {
         let d = DeviceId::parse("a").unwrap();
         let t0 = 9_000_000;
         pacer.penalize(Some(&d), JobKind::Fetch, t0, Some(Duration::from_secs(30)));
+        // Too far off to hold in the worker: parked until the server's wait is over.
         assert_eq!(
             pacer.admit(Some(&d), JobKind::Fetch, None, t0),
-            Admission::Hold(Duration::from_secs(30))
+            Admission::Defer {
+                delay: Duration::from_secs(30),
+                slot_ms: t0 + 30_000
+            }
         );
     }
 
