@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use avatar_worker::backend::native::pair::{self, PairOptions};
 use avatar_worker::backend::native::{
     Connect, NativeBackend, NativeError, SessionRegistry, SessionState, StoreLock, StorePath,
     answer,
@@ -364,17 +365,25 @@ async fn a_session_store_has_one_owner() {
 async fn pairing_never_replaces_a_paired_session_without_force() {
     let dir = tempfile::tempdir().unwrap();
     paired_sqlite_store(dir.path(), "linked", "15550000006@s.whatsapp.net").await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_avatar-worker"))
-        .args(["pair", "--device", "linked", "--timeout-s", "5"])
-        .env("AVATAR_WORKER__NATIVE__SESSIONS_DIR", dir.path())
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    // In-process: the refusal comes before any connection. (The binary's own refusal of a locked store is
+    // shown in `a_session_store_has_one_owner`; only one test here starts processes, because a child
+    // briefly shares this process's open lock files while it starts.)
+    let options = PairOptions {
+        device: device("linked"),
+        phone: None,
+        force: false,
+        timeout: Duration::from_secs(5),
+    };
+    let refused = pair::pair(dir.path(), options, |prompt| {
+        panic!("no pairing may start: {prompt:?}")
+    })
+    .await
+    .err()
+    .expect("refused");
+    let message = refused.to_string();
     assert!(
-        stderr.contains("already paired") && stderr.contains("--force"),
-        "{stderr}"
+        message.contains("already paired") && message.contains("--force"),
+        "{message}"
     );
     let registry = SessionRegistry::open(dir.path(), &[device("linked")], Connect::Never, None)
         .await
@@ -427,13 +436,24 @@ async fn the_configured_backend_routes_each_device_without_the_worker_knowing() 
         metrics.render()
     );
     backend.close().await;
-    drop(backend);
 
     // With native as the default, every store in the directory is opened.
+    let other = tempfile::tempdir().unwrap();
+    let stored = StorePath::new(other.path(), &device("phone-c"));
+    SqliteStore::new(&stored.database().to_string_lossy())
+        .await
+        .unwrap();
+    settings.native.sessions_dir = other.path().to_path_buf();
     settings.backend.devices.clear();
     settings.backend.default = BackendKind::Native;
     let backend = backend::build(&settings, &Metrics::new()).await.unwrap();
-    assert_eq!(backend.sessions().len(), 1);
+    assert_eq!(
+        backend.sessions(),
+        [SessionReport {
+            device: device("phone-c"),
+            state: "not_paired"
+        }]
+    );
     assert_eq!(
         backend.get_avatar(None, &request).await.unwrap_err().code,
         ErrorCode::DeviceNotLoggedIn
