@@ -378,8 +378,7 @@ async fn pairing_never_replaces_a_paired_session_without_force() {
         panic!("no pairing may start: {prompt:?}")
     })
     .await
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     let message = refused.to_string();
     assert!(
         message.contains("already paired") && message.contains("--force"),
