@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{SettingsError, invalid};
+use super::{SettingsError, check_devices, invalid};
 use crate::protocol::DeviceId;
 
 /// Where a device's WhatsApp session lives.
@@ -69,16 +69,7 @@ impl BackendSettings {
 
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
         for entry in &self.devices {
-            if entry.devices.is_empty() {
-                return Err(invalid(
-                    "backend.devices.devices",
-                    "must name at least one device",
-                ));
-            }
-            for device in &entry.devices {
-                DeviceId::parse(device.as_str())
-                    .map_err(|reason| invalid("backend.devices.devices", reason))?;
-            }
+            check_devices("backend.devices.devices", &entry.devices)?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{SettingsError, invalid};
+use super::{SettingsError, check_devices, invalid};
 use crate::protocol::DeviceId;
 
 /// The GOWA gateway the worker talks to, with optional routes that send some devices elsewhere
@@ -127,16 +127,7 @@ impl GatewaySettings {
             if let Some(url) = &route.base_url {
                 check_url("gateway.routes.base_url", url)?;
             }
-            if route.devices.is_empty() {
-                return Err(invalid(
-                    "gateway.routes.devices",
-                    "must name at least one device",
-                ));
-            }
-            for device in &route.devices {
-                DeviceId::parse(device.as_str())
-                    .map_err(|reason| invalid("gateway.routes.devices", reason))?;
-            }
+            check_devices("gateway.routes.devices", &route.devices)?;
         }
         Ok(())
     }

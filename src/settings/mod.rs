@@ -135,6 +135,17 @@ impl From<config::ConfigError> for SettingsError {
     }
 }
 
+/// A list of device ids in the configuration: at least one, each a valid [`DeviceId`].
+fn check_devices(key: &'static str, devices: &[String]) -> Result<(), SettingsError> {
+    if devices.is_empty() {
+        return Err(invalid(key, "must name at least one device"));
+    }
+    for device in devices {
+        crate::protocol::DeviceId::parse(device.as_str()).map_err(|reason| invalid(key, reason))?;
+    }
+    Ok(())
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
     SettingsError::Invalid {
         key,
