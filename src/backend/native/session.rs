@@ -239,3 +239,70 @@ impl Session {
         self.state.get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use whatsapp_rust::types::events::{
+        ConnectFailureReason, Connected, Disconnected, LoggedOut, StreamReplaced,
+    };
+    use whatsapp_rust::wacore::net::DisconnectReason;
+
+    use super::*;
+
+    #[test]
+    fn the_state_follows_the_librarys_events_and_the_gauge_follows_the_state() {
+        let metrics = Metrics::new();
+        let cell = StateCell {
+            device: DeviceId::parse("phone-1").unwrap(),
+            state: Arc::new(Mutex::new(SessionState::Idle)),
+            metrics: Some(metrics.clone()),
+        };
+        let disconnected = || {
+            Event::Disconnected(
+                Disconnected::builder()
+                    .reason(DisconnectReason::StreamEnded)
+                    .build(),
+            )
+        };
+        let steps = [
+            (Event::Connected(Connected::builder().build()), "connected"),
+            (disconnected(), "disconnected"),
+            (Event::Connected(Connected::builder().build()), "connected"),
+            (
+                Event::StreamReplaced(StreamReplaced::builder().build()),
+                "replaced",
+            ),
+            // The disconnect that follows a replacement does not hide it.
+            (disconnected(), "replaced"),
+            (
+                Event::LoggedOut(
+                    LoggedOut::builder()
+                        .on_connect(true)
+                        .reason(ConnectFailureReason::LoggedOut)
+                        .build(),
+                ),
+                "logged_out",
+            ),
+            (disconnected(), "logged_out"),
+        ];
+        for (event, expected) in steps {
+            cell.on_event(&event);
+            assert_eq!(cell.get().name(), expected, "after {event:?}");
+            let text = metrics.render();
+            for state in SessionState::NAMES {
+                let series =
+                    format!(r#"avatar_worker_native_session{{device="phone-1",state="{state}"}} "#);
+                let value = if state == expected { "1" } else { "0" };
+                assert!(
+                    text.contains(&format!("{series}{value}")),
+                    "{series}: {text}"
+                );
+            }
+        }
+        assert!(
+            cell.get()
+                .refusal(&DeviceId::parse("phone-1").unwrap())
+                .is_some_and(|err| err.code == ErrorCode::DeviceNotLoggedIn)
+        );
+    }
+}
