@@ -7,7 +7,8 @@
 //!   retries) in `worker::delivery`, executed in `worker::execute`, and its result leaves (publish,
 //!   confirm, dead letter, ack) in `worker::reply`.
 //! - [`broker`]: RabbitMQ connection, topology and confirmed publishing.
-//! - [`backend`]: where WhatsApp work happens; [`backend::GatewayBackend`] talks to a GOWA gateway.
+//! - [`backend`]: where WhatsApp work happens; [`backend::GatewayBackend`] talks to a GOWA gateway, and
+//!   with feature `native`, `backend::native` holds sessions in-process; [`backend::build`] picks per device.
 //! - [`devices`]: per-device pacing, concurrency caps and update order.
 //! - [`image`]: preparing update pictures.
 //! - [`settings`]: layered configuration.
