@@ -7,6 +7,7 @@ mod gateway;
 pub mod native;
 mod routed;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -94,19 +95,15 @@ pub async fn build(
     if !settings.backend.uses_native() {
         return Ok(gateway);
     }
-    let native = native_backend(settings, metrics).await?;
     let per_device = settings.backend.per_device();
-    let default = match settings.backend.default {
+    let native = native_backend(settings, &per_device, metrics).await?;
+    let backend_of = |kind| match kind {
         BackendKind::Http => gateway.clone(),
         BackendKind::Native => native.clone(),
     };
-    let mut routed = DeviceBackends::new(default);
+    let mut routed = DeviceBackends::new(backend_of(settings.backend.default));
     for (device, kind) in per_device {
-        let backend = match kind {
-            BackendKind::Http => gateway.clone(),
-            BackendKind::Native => native.clone(),
-        };
-        routed = routed.route(device, backend);
+        routed = routed.route(device, backend_of(kind));
     }
     Ok(Arc::new(routed))
 }
@@ -114,11 +111,11 @@ pub async fn build(
 #[cfg(feature = "native")]
 async fn native_backend(
     settings: &Settings,
+    per_device: &HashMap<DeviceId, BackendKind>,
     metrics: &Metrics,
 ) -> Result<Arc<dyn AvatarBackend>, BuildError> {
     use native::{Connect, NativeBackend, SessionRegistry};
 
-    let per_device = settings.backend.per_device();
     let mut devices: Vec<DeviceId> = per_device
         .iter()
         .filter(|(_, kind)| **kind == BackendKind::Native)
@@ -148,7 +145,11 @@ async fn native_backend(
 }
 
 #[cfg(not(feature = "native"))]
-async fn native_backend(_: &Settings, _: &Metrics) -> Result<Arc<dyn AvatarBackend>, BuildError> {
+async fn native_backend(
+    _: &Settings,
+    _: &HashMap<DeviceId, BackendKind>,
+    _: &Metrics,
+) -> Result<Arc<dyn AvatarBackend>, BuildError> {
     Err(BuildError::NativeNotBuilt)
 }
 

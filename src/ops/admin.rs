@@ -1,6 +1,7 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (liveness: the process answers) and
-//! `/readyz` (readiness: connected to the broker and consuming; native sessions listed below the verdict). Kept apart from any job traffic, on its
-//! own port (`admin.bind`), so probes keep answering while the worker is busy.
+//! `/readyz` (readiness: connected to the broker and consuming; native sessions listed below the verdict).
+//! Kept apart from any job traffic, on its own port (`admin.bind`), so probes keep answering while the
+//! worker is busy.
 
 use std::net::SocketAddr;
 
