@@ -18,7 +18,7 @@ use crate::settings::{LogFormat, Settings};
 #[command(
     name = "avatar-worker",
     version,
-    about = "WhatsApp avatar jobs from RabbitMQ, run on a GOWA gateway"
+    about = "WhatsApp avatar jobs from RabbitMQ, run on a GOWA gateway or in-process sessions (--features native)"
 )]
 pub struct Cli {
     /// A TOML file layered over the built-in defaults (see config/default.toml).
