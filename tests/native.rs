@@ -149,6 +149,17 @@ async fn jobs_are_answered_by_the_state_of_their_devices_session() {
             .unwrap_err();
         assert_eq!(err.code, code, "{device:?}: {err:?}");
     }
+    let empty = NativeBackend::new(
+        Arc::new(
+            SessionRegistry::from_stores(Vec::new(), None)
+                .await
+                .unwrap(),
+        ),
+        &settings(),
+    );
+    let err = empty.get_avatar(None, &request).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::DeviceNotFound, "{err:?}");
+    assert!(err.message.contains("avatar-worker pair"), "{err:?}");
     let reports = backend.sessions();
     assert_eq!(
         reports,

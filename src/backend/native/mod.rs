@@ -80,12 +80,21 @@ impl NativeBackend {
                     format!("no native session for device {}", device.as_str()),
                 )
             })?,
-            None => self.registry.only().ok_or_else(|| {
-                JobError::new(
-                    ErrorCode::DeviceRequired,
-                    "this worker holds several native sessions: name one in device_id",
-                )
-            })?,
+            None => match (self.registry.only(), self.registry.sessions().next()) {
+                (Some(only), _) => only,
+                (None, Some(_)) => {
+                    return Err(JobError::new(
+                        ErrorCode::DeviceRequired,
+                        "this worker holds several native sessions: name one in device_id",
+                    ));
+                }
+                (None, None) => {
+                    return Err(JobError::new(
+                        ErrorCode::DeviceNotFound,
+                        "this worker holds no native session: pair one with `avatar-worker pair --device ID`",
+                    ));
+                }
+            },
         };
         match session.state().refusal(session.device()) {
             Some(refused) => Err(refused),
