@@ -50,6 +50,15 @@ fn settings() -> NativeSettings {
     }
 }
 
+/// A backend holding one paired, never-connected session (device `phone`, account `pn`).
+async fn one_idle_session(pn: &str) -> NativeBackend {
+    let registry =
+        SessionRegistry::from_stores(vec![(device("phone"), paired_memory_store(pn).await)], None)
+            .await
+            .unwrap();
+    NativeBackend::new(Arc::new(registry), &settings())
+}
+
 fn fetch(phone: &str, preview: bool) -> AvatarRequest {
     AvatarRequest {
         target: Phone::parse(phone).unwrap(),
@@ -178,16 +187,7 @@ async fn jobs_are_answered_by_the_state_of_their_devices_session() {
 
 #[tokio::test]
 async fn a_device_that_is_not_connected_answers_device_disconnected_at_once() {
-    let registry = SessionRegistry::from_stores(
-        vec![(
-            device("phone"),
-            paired_memory_store("15550000004@s.whatsapp.net").await,
-        )],
-        None,
-    )
-    .await
-    .unwrap();
-    let backend = NativeBackend::new(Arc::new(registry), &settings());
+    let backend = one_idle_session("15550000004@s.whatsapp.net").await;
     for preview in [false, true] {
         let started = Instant::now();
         let err = backend
@@ -214,16 +214,7 @@ async fn a_device_that_is_not_connected_answers_device_disconnected_at_once() {
 
 #[tokio::test]
 async fn an_empty_or_non_jpeg_picture_is_refused_before_whatsapp_is_asked() {
-    let registry = SessionRegistry::from_stores(
-        vec![(
-            device("phone"),
-            paired_memory_store("15550000005@s.whatsapp.net").await,
-        )],
-        None,
-    )
-    .await
-    .unwrap();
-    let backend = NativeBackend::new(Arc::new(registry), &settings());
+    let backend = one_idle_session("15550000005@s.whatsapp.net").await;
     let empty = PreparedImage {
         bytes: Bytes::new(),
         ..jpeg()

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use whatsapp_rust::wacore::store::traits::Backend;
 
 use super::NativeError;
-use super::session::Session;
-use super::store::{StoreLock, StorePath, device_of, is_paired};
+use super::session::{Session, SessionState};
+use super::store::{StoreLock, StorePath, device_of};
 use crate::ops::Metrics;
 use crate::protocol::DeviceId;
 
@@ -41,13 +41,12 @@ impl SessionRegistry {
             let path = StorePath::new(sessions_dir, device);
             let lock = StoreLock::acquire(&path)?;
             let store = Arc::new(path.open(&lock).await?);
-            let paired = is_paired(store.as_ref()).await?;
-            if !paired {
+            let session =
+                Session::build(device.clone(), store, Some(lock), metrics.clone()).await?;
+            if session.state() == SessionState::NotPaired {
                 tracing::warn!(device_id = %device.as_str(), store = %path.database().display(),
                     "native session is not paired; run `avatar-worker pair --device {}`", device.as_str());
             }
-            let session =
-                Session::build(device.clone(), store, paired, Some(lock), metrics.clone()).await?;
             sessions.insert(device.clone(), session);
         }
         let registry = Self { sessions };
@@ -66,9 +65,7 @@ impl SessionRegistry {
     ) -> Result<Self, NativeError> {
         let mut sessions = BTreeMap::new();
         for (device, store) in stores {
-            let paired = is_paired(store.as_ref()).await?;
-            let session =
-                Session::build(device.clone(), store, paired, None, metrics.clone()).await?;
+            let session = Session::build(device.clone(), store, None, metrics.clone()).await?;
             sessions.insert(device, session);
         }
         Ok(Self { sessions })

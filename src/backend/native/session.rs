@@ -9,7 +9,7 @@ use whatsapp_rust::types::events::{Event, EventKind};
 use whatsapp_rust::wacore::store::traits::Backend;
 
 use super::NativeError;
-use super::store::StoreLock;
+use super::store::{StoreLock, is_paired};
 use crate::ops::Metrics;
 use crate::protocol::{DeviceId, ErrorCode, JobError};
 
@@ -152,14 +152,15 @@ pub struct Session {
 }
 
 impl Session {
-    /// Builds the session's client on `store`; no network I/O until [`Session::start`].
+    /// Builds the session's client on `store`, `not_paired` when the store holds no account; no network
+    /// I/O until [`Session::start`].
     pub async fn build(
         device: DeviceId,
         store: Arc<dyn Backend>,
-        paired: bool,
         lock: Option<StoreLock>,
         metrics: Option<Metrics>,
     ) -> Result<Self, NativeError> {
+        let paired = is_paired(store.as_ref()).await?;
         let state = StateCell {
             device: device.clone(),
             state: Arc::new(Mutex::new(SessionState::Idle)),
