@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use avatar_worker::broker::QueueNames;
 use avatar_worker::client::{Batch, BatchOptions};
 use avatar_worker::protocol::{DeviceId, FetchJob, Phone};
 use avatar_worker::settings::TopologySettings;
@@ -41,7 +42,7 @@ async fn main() -> ExitCode {
     }
     let url = std::env::var("AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string());
-    let names = TopologySettings::default().names();
+    let names = QueueNames::new(&TopologySettings::default());
     let options = BatchOptions {
         in_flight: 8,
         ..BatchOptions::default()

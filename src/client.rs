@@ -29,9 +29,8 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use secrecy::SecretString;
 
-use crate::broker::{self, PublishError, Publisher};
+use crate::broker::{self, PublishError, Publisher, QueueNames};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult, UpdateJob};
-use crate::settings::{QueueNames, TopologySettings};
 
 /// Why a client call failed. Broker-side causes (`Amqp`, `Publish`, `ReplyQueueClosed`) are worth a
 /// reconnect; the others are not.
@@ -90,7 +89,7 @@ pub struct Client {
 impl Client {
     /// Connects and uses the queues derived from `prefix` (the worker's `topology.prefix`).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, ClientError> {
-        Self::connect_with(url, TopologySettings::with_prefix(prefix).names()).await
+        Self::connect_with(url, QueueNames::with_prefix(prefix)).await
     }
 
     /// Connects and uses explicit queue names (the worker's `topology` settings, overrides included).
@@ -104,11 +103,6 @@ impl Client {
             publisher,
             names,
         })
-    }
-
-    /// The queues this client publishes to.
-    pub fn queue_names(&self) -> &QueueNames {
-        &self.names
     }
 
     /// Publishes a fetch job (confirmed by the broker); its result goes to `reply_to` or the results queue.
@@ -189,10 +183,6 @@ pub(crate) async fn publish_job(
     job_id: &JobId,
     reply_to: Option<&str>,
 ) -> Result<(), ClientError> {
-    let queue = match kind {
-        JobKind::Fetch => &names.fetch,
-        JobKind::Update => &names.update,
-    };
     let mut properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_message_id(job_id.as_str().into())
@@ -200,7 +190,9 @@ pub(crate) async fn publish_job(
     if let Some(reply_to) = reply_to {
         properties = properties.with_reply_to(reply_to.into());
     }
-    publisher.publish(queue, body, properties).await?;
+    publisher
+        .publish(names.job_queue(kind), body, properties)
+        .await?;
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 //! - [`sync`]: bulk avatar sync of a contact list (`avatar-worker sync`).
 //! - [`cli`]: the `avatar-worker` command line.
 
+pub mod app;
 pub mod backend;
 pub mod broker;
 pub mod cli;

@@ -3,17 +3,15 @@
 //! started natively with the same environment (hostnames pointed at 127.0.0.1, a queue prefix and ports of
 //! the test's own), answer a job and report ready.
 
-#[path = "api/broker.rs"]
-mod broker;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use avatar_worker::broker::{self, QueueNames, RetryPolicy};
 use avatar_worker::client::Client;
 use avatar_worker::protocol::{FetchJob, Status};
-use avatar_worker::settings::{QueueNames, Settings, TopologySettings};
+use avatar_worker::settings::Settings;
 use clap::Parser;
 use lapin::options::QueueDeleteOptions;
 use serde_norway::Value;
@@ -230,7 +228,7 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn the_compose_stack_runs_natively_with_the_same_environment() {
     let compose = compose();
-    let broker = broker::broker_url().await;
+    let broker = test_support::broker::broker_url().await;
     let (_, broker_port) = host_port(&broker);
 
     // The mock, from its compose variables: bound to 127.0.0.1 on a free port, picture URLs on it too.
@@ -332,7 +330,7 @@ async fn the_compose_stack_runs_natively_with_the_same_environment() {
     assert!(metrics.contains("avatar_worker_gateway_requests_total{op=\"get\",code=\"200\"} 1"));
 
     let _ = worker.kill().await;
-    delete_queues(&broker, &TopologySettings::with_prefix(&prefix).names()).await;
+    delete_queues(&broker, &QueueNames::with_prefix(&prefix)).await;
 }
 
 async fn delete_queues(url: &str, names: &QueueNames) {
@@ -342,7 +340,7 @@ async fn delete_queues(url: &str, names: &QueueNames) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    let queues = names.all(&Settings::default().retry.delays_ms);
+    let queues = broker::all_queues(names, &RetryPolicy::new(&Settings::default().retry));
     for queue in queues {
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

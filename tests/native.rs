@@ -26,10 +26,7 @@ use whatsapp_rust::wacore::iq::contacts::{
 use whatsapp_rust::wacore::iq::spec::IqSpec;
 use whatsapp_rust::wacore_binary::node::{Node, NodeContent};
 
-#[path = "support/accounts.rs"]
-mod accounts;
-
-use accounts::{pair_store, paired_memory_store};
+use test_support::accounts::{pair_store, paired_memory_store};
 
 fn device(id: &str) -> DeviceId {
     DeviceId::parse(id).unwrap()

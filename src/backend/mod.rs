@@ -163,7 +163,7 @@ mod tests {
         let mut settings = Settings::default();
         assert!(build(&settings, &Metrics::new()).await.is_ok());
         settings.backend.devices = vec![DeviceBackend {
-            devices: vec!["phone-a".into()],
+            devices: vec![DeviceId::parse("phone-a").unwrap()],
             backend: BackendKind::Native,
         }];
         let err = build(&settings, &Metrics::new())

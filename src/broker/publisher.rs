@@ -2,8 +2,6 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
 
-use super::headers;
-
 /// Why a publish did not land.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -15,17 +13,6 @@ pub enum PublishError {
     Nacked,
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
-}
-
-/// What to put in the dead-letter queue, and why.
-pub struct DeadLetter<'a> {
-    pub body: &'a [u8],
-    pub properties: &'a BasicProperties,
-    pub source_queue: &'a str,
-    pub job_id: &'a str,
-    pub reason: &'a str,
-    pub error_code: Option<&'a str>,
-    pub error_message: Option<&'a str>,
 }
 
 /// A confirm-mode channel. Every publish is persistent and mandatory, and returns only once the broker
@@ -75,29 +62,6 @@ impl Publisher {
             // Confirm mode is enabled in `new`; a channel without it would be a programming error.
             Confirmation::NotRequested => Err(PublishError::Nacked),
         }
-    }
-
-    /// Copies a job into the dead-letter queue with the reason in headers, keeping its own properties.
-    pub async fn dead_letter(
-        &self,
-        queue: &str,
-        letter: DeadLetter<'_>,
-    ) -> Result<(), PublishError> {
-        let mut table = letter.properties.headers().clone().unwrap_or_default();
-        let mut put = |key: &str, value: &str| {
-            table.insert(key.into(), AMQPValue::LongString(value.into()));
-        };
-        put(headers::REASON, letter.reason);
-        put(headers::SOURCE_QUEUE, letter.source_queue);
-        put(headers::JOB_ID, letter.job_id);
-        if let Some(code) = letter.error_code {
-            put(headers::ERROR_CODE, code);
-        }
-        if let Some(message) = letter.error_message {
-            put(headers::ERROR_MESSAGE, message);
-        }
-        let properties = letter.properties.clone().with_headers(table);
-        self.publish(queue, letter.body, properties).await
     }
 }
 

@@ -2,7 +2,8 @@ use lapin::Channel;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::settings::{QueueNames, QueueType};
+use super::{QueueNames, RetryPolicy};
+use crate::settings::QueueType;
 
 /// Declares the job, result and dead-letter queues, and per job queue one delay queue per retry tier:
 /// a queue with a TTL whose expired messages dead-letter back into the job queue. Idempotent: every worker
@@ -11,7 +12,7 @@ pub async fn declare(
     channel: &Channel,
     names: &QueueNames,
     queue_type: QueueType,
-    delays_ms: &[u64],
+    retry: &RetryPolicy,
 ) -> Result<(), lapin::Error> {
     let mut arguments = FieldTable::default();
     if queue_type == QueueType::Quorum {
@@ -20,15 +21,15 @@ pub async fn declare(
             AMQPValue::LongString("quorum".into()),
         );
     }
-    for queue in [&names.fetch, &names.update, &names.results, &names.dead] {
+    for queue in names.main_queues() {
         declare_one(channel, queue, arguments.clone()).await?;
     }
-    for job_queue in [&names.fetch, &names.update] {
-        for delay in delays_ms {
+    for (_, job_queue) in names.job_queues() {
+        for (tier, delay_queue) in retry.delay_queues(job_queue) {
             let mut delay_arguments = arguments.clone();
             delay_arguments.insert(
                 "x-message-ttl".into(),
-                AMQPValue::LongLongInt(*delay as i64),
+                AMQPValue::LongLongInt(tier.as_millis().min(i64::MAX as u128) as i64),
             );
             delay_arguments.insert(
                 "x-dead-letter-exchange".into(),
@@ -36,17 +37,26 @@ pub async fn declare(
             );
             delay_arguments.insert(
                 "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(job_queue.as_str().into()),
+                AMQPValue::LongString(job_queue.into()),
             );
-            declare_one(
-                channel,
-                &QueueNames::delay_queue(job_queue, *delay),
-                delay_arguments,
-            )
-            .await?;
+            declare_one(channel, &delay_queue, delay_arguments).await?;
         }
     }
     Ok(())
+}
+
+/// Every queue of this topology, delay queues included: what a cleanup deletes.
+pub fn all_queues(names: &QueueNames, retry: &RetryPolicy) -> Vec<String> {
+    let mut queues: Vec<String> = names.main_queues().map(str::to_string).to_vec();
+    for (_, job_queue) in names.job_queues() {
+        queues.extend(
+            retry
+                .delay_queues(job_queue)
+                .into_iter()
+                .map(|(_, name)| name),
+        );
+    }
+    queues
 }
 
 async fn declare_one(

@@ -70,7 +70,7 @@ async fn connect_client(settings: &Settings) -> anyhow::Result<crate::client::Cl
     use secrecy::ExposeSecret;
     crate::client::Client::connect_with(
         settings.amqp.url.expose_secret(),
-        settings.topology.names(),
+        crate::broker::QueueNames::new(&settings.topology),
     )
     .await
     .with_context(|| {

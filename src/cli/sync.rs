@@ -4,6 +4,7 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use crate::broker::QueueNames;
 use crate::client::{Batch, BatchOptions};
 use crate::protocol::DeviceId;
 use crate::settings::Settings;
@@ -73,12 +74,12 @@ pub async fn sync(settings: &Settings, args: SyncArgs) -> anyhow::Result<()> {
     }
     let batch = Batch::new(
         settings.amqp.url.expose_secret(),
-        settings.topology.names(),
+        QueueNames::new(&settings.topology),
         BatchOptions {
             in_flight: args.in_flight as usize,
             max_connect_attempts: args.connect_attempts,
-            reconnect_min: Duration::from_millis(settings.amqp.reconnect_min_ms),
-            reconnect_max: Duration::from_millis(settings.amqp.reconnect_max_ms),
+            reconnect_min: settings.amqp.reconnect_min,
+            reconnect_max: settings.amqp.reconnect_max,
             idle_timeout: Some(Duration::from_secs(args.idle_timeout)),
         },
     );

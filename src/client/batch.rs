@@ -21,9 +21,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Client, ClientError, ReplyQueue, publish_job};
-use crate::broker::{self, Backoff, Publisher};
+use crate::broker::{self, Backoff, Publisher, QueueNames};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult};
-use crate::settings::QueueNames;
 
 /// How a batch paces itself and how hard it tries to get back to the broker.
 #[derive(Debug, Clone)]

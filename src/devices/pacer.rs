@@ -72,7 +72,7 @@ impl Pacer {
         let wait = Duration::from_millis(slot_ms.saturating_sub(now_ms));
         if wait.is_zero() {
             Admission::Run
-        } else if wait <= Duration::from_millis(self.settings.max_hold_ms) {
+        } else if wait <= self.settings.max_hold {
             Admission::Hold(wait)
         } else {
             Admission::Defer {
@@ -117,7 +117,7 @@ impl Pacer {
         let now = now_ms as f64;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = buckets.entry((device.cloned(), kind)).or_default();
-        bucket.penalty_until_ms = now + self.settings.rate_limited_cooldown_ms as f64;
+        bucket.penalty_until_ms = now + self.settings.rate_limited_cooldown.as_millis() as f64;
         let paced = if limit.rate_per_s > 0.0 {
             1000.0 / limit.rate_per_s * self.settings.rate_limited_factor
         } else {

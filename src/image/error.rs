@@ -1,5 +1,7 @@
 //! The ways preparing a picture can fail, each mapping to one result code.
 
+use crate::protocol::{ErrorCode, JobError};
+
 /// Why a picture could not be prepared; the message names what was found so the job author can
 /// fix the input without reading worker logs.
 #[derive(Debug, thiserror::Error)]
@@ -19,25 +21,17 @@ pub enum ImageError {
     Fetch { message: String, retryable: bool },
 }
 
-impl ImageError {
-    /// The result code the worker reports for this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Invalid(_) => "invalid_image",
-            Self::TooLarge(_) => "image_too_large",
-            Self::UrlForbidden(_) => "image_url_forbidden",
-            Self::Fetch { .. } => "image_fetch_failed",
-        }
-    }
-
-    /// Whether the same job may succeed later (only some download failures).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Fetch {
-                retryable: true,
-                ..
+impl From<ImageError> for JobError {
+    fn from(err: ImageError) -> Self {
+        match err {
+            ImageError::Invalid(message) => JobError::new(ErrorCode::InvalidImage, message),
+            ImageError::TooLarge(message) => JobError::new(ErrorCode::ImageTooLarge, message),
+            ImageError::UrlForbidden(message) => {
+                JobError::new(ErrorCode::ImageUrlForbidden, message)
             }
-        )
+            ImageError::Fetch { message, retryable } => {
+                JobError::new(ErrorCode::ImageFetchFailed, message).with_retryable(retryable)
+            }
+        }
     }
 }

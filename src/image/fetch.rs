@@ -5,7 +5,6 @@
 //! are followed by hand so each hop goes through the same checks.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::{StatusCode, Url, redirect};
@@ -15,13 +14,13 @@ use super::{ImageError, ImageSettings};
 
 /// Downloads `url` under the settings' guard, size limit and timeouts.
 pub async fn fetch(url: &str, settings: &ImageSettings) -> Result<Bytes, ImageError> {
-    let total = Duration::from_millis(settings.timeout_ms.max(1));
+    let total = settings.timeout;
     match tokio::time::timeout(total, fetch_following(url, settings)).await {
         Ok(result) => result,
         Err(_) => Err(ImageError::Fetch {
             message: format!(
                 "downloading the image took longer than {} ms",
-                settings.timeout_ms
+                settings.timeout.as_millis()
             ),
             retryable: true,
         }),
@@ -96,7 +95,7 @@ async fn checked_address(url: &Url, settings: &ImageSettings) -> Result<SocketAd
     let addresses: Vec<SocketAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
         vec![SocketAddr::new(ip, port)]
     } else {
-        let connect = Duration::from_millis(settings.connect_timeout_ms.max(1));
+        let connect = settings.connect_timeout;
         let lookup = tokio::time::timeout(connect, tokio::net::lookup_host((bare, port)));
         match lookup.await {
             Ok(Ok(found)) => found.collect(),
@@ -139,7 +138,7 @@ async fn fetch_once(url: &Url, settings: &ImageSettings) -> Result<Hop, ImageErr
     let mut builder = reqwest::Client::builder()
         .redirect(redirect::Policy::none())
         .no_proxy()
-        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms.max(1)))
+        .connect_timeout(settings.connect_timeout)
         .user_agent(concat!("avatar-worker/", env!("CARGO_PKG_VERSION")));
     if let Some(domain) = url.domain() {
         builder = builder.resolve(domain, address);

@@ -19,7 +19,7 @@ pub struct Square {
 /// the orientation.
 pub fn square(decoded: Decoded, settings: &ImageSettings) -> Result<Square, ImageError> {
     let (left, top, crop_side) = decoded.crop;
-    let target = settings.target();
+    let target = settings.target_side;
     let whole = crop_side.floor() as u32;
     let side = whole.min(target);
     let rgb = if side == whole {
@@ -73,7 +73,7 @@ fn resize(decoded: &Decoded, side: u32) -> Result<Vec<u8>, ImageError> {
 /// Baseline JPEG at the configured quality: what WhatsApp stores for profile pictures.
 pub fn encode_jpeg(square: &Square, settings: &ImageSettings) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::with_capacity(square.rgb.len() / 8);
-    JpegEncoder::new_with_quality(&mut out, settings.quality())
+    JpegEncoder::new_with_quality(&mut out, settings.jpeg_quality)
         .encode(
             &square.rgb,
             square.side,

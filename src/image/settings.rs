@@ -1,6 +1,10 @@
 //! The `[image]` section of the config file (`AVATAR_WORKER__IMAGE__<KEY>` in the environment).
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+use crate::settings::SettingsError;
 
 /// Limits and choices for preparing update images.
 ///
@@ -25,9 +29,11 @@ pub struct ImageSettings {
     /// JPEG quality (1–100) of the uploaded picture.
     pub jpeg_quality: u8,
     /// Time allowed to open a TCP (and TLS) connection to an image URL.
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", with = "crate::settings::millis")]
+    pub connect_timeout: Duration,
     /// Time allowed for the whole download, DNS and redirects included.
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", with = "crate::settings::millis")]
+    pub timeout: Duration,
     /// Redirects followed before giving up; each hop is checked again.
     pub max_redirects: u32,
     /// `host` or `host:port` entries that may be fetched even though they resolve to a loopback
@@ -45,8 +51,8 @@ impl Default for ImageSettings {
             min_side: 192,
             target_side: 640,
             jpeg_quality: 85,
-            connect_timeout_ms: 5_000,
-            timeout_ms: 20_000,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(20),
             max_redirects: 3,
             allow_hosts: Vec::new(),
         }
@@ -54,13 +60,32 @@ impl Default for ImageSettings {
 }
 
 impl ImageSettings {
-    /// Quality clamped into what the encoder accepts, so a config typo cannot make every job fail.
-    pub(crate) fn quality(&self) -> u8 {
-        self.jpeg_quality.clamp(1, 100)
-    }
-
-    /// Target side of at least 1 so a zero in the config cannot produce an empty picture.
-    pub(crate) fn target(&self) -> u32 {
-        self.target_side.max(1)
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        use crate::settings::invalid;
+        if self.max_bytes == 0 {
+            return Err(invalid("image.max_bytes", "must be at least 1"));
+        }
+        if self.max_width == 0 || self.max_height == 0 || self.max_pixels == 0 {
+            return Err(invalid(
+                "image.max_pixels",
+                "image.max_width, image.max_height and image.max_pixels must be at least 1",
+            ));
+        }
+        if self.target_side == 0 || self.target_side < self.min_side {
+            return Err(invalid(
+                "image.target_side",
+                "must be at least 1 and at least image.min_side",
+            ));
+        }
+        if !(1..=100).contains(&self.jpeg_quality) {
+            return Err(invalid("image.jpeg_quality", "must be between 1 and 100"));
+        }
+        if self.connect_timeout.is_zero() || self.timeout.is_zero() {
+            return Err(invalid(
+                "image.timeout_ms",
+                "image.timeout_ms and image.connect_timeout_ms must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }

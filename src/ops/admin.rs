@@ -39,7 +39,7 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 
 /// Binds `bind` (port 0 picks a free port) and serves until `stop` triggers. Returns the bound address.
 pub async fn serve(
-    bind: &str,
+    bind: SocketAddr,
     metrics: Metrics,
     readiness: Readiness,
     stop: Shutdown,

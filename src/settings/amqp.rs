@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -8,17 +10,19 @@ use super::{SettingsError, invalid};
 pub struct AmqpSettings {
     /// `amqp://user:password@host:port/vhost`; secret because it holds the password.
     pub url: SecretString,
-    /// First reconnect delay; it doubles up to `reconnect_max_ms`, with jitter.
-    pub reconnect_min_ms: u64,
-    pub reconnect_max_ms: u64,
+    /// First reconnect delay; it doubles up to `reconnect_max`, with jitter.
+    #[serde(rename = "reconnect_min_ms", with = "super::millis")]
+    pub reconnect_min: Duration,
+    #[serde(rename = "reconnect_max_ms", with = "super::millis")]
+    pub reconnect_max: Duration,
 }
 
 impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            reconnect_min_ms: 200,
-            reconnect_max_ms: 10_000,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
         }
     }
 }
@@ -35,7 +39,7 @@ impl AmqpSettings {
                 ),
             ));
         }
-        if self.reconnect_min_ms == 0 || self.reconnect_min_ms > self.reconnect_max_ms {
+        if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return Err(invalid(
                 "amqp.reconnect_min_ms",
                 "must be at least 1 and at most amqp.reconnect_max_ms",

@@ -1,9 +1,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{SettingsError, check_devices, invalid};
+use super::{SettingsError, check_deadline, check_devices, invalid};
 use crate::protocol::DeviceId;
 
 /// Where a device's WhatsApp session lives.
@@ -39,7 +40,7 @@ pub struct BackendSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceBackend {
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceId>,
     pub backend: BackendKind,
 }
 
@@ -52,8 +53,7 @@ impl BackendSettings {
                 entry
                     .devices
                     .iter()
-                    .filter_map(|device| DeviceId::parse(device.as_str()).ok())
-                    .map(move |device| (device, entry.backend))
+                    .map(move |device| (device.clone(), entry.backend))
             })
             .collect()
     }
@@ -82,17 +82,19 @@ pub struct NativeSettings {
     /// One SQLite store per device, `<sessions_dir>/<device>.db`, made by `avatar-worker pair`.
     pub sessions_dir: PathBuf,
     /// Deadline of a picture query; the library's own default is 75 s.
-    pub fetch_timeout_ms: u64,
+    #[serde(rename = "fetch_timeout_ms", with = "super::millis")]
+    pub fetch_timeout: Duration,
     /// Deadline of setting the own picture (an upload of up to a few hundred KiB).
-    pub update_timeout_ms: u64,
+    #[serde(rename = "update_timeout_ms", with = "super::millis")]
+    pub update_timeout: Duration,
 }
 
 impl Default for NativeSettings {
     fn default() -> Self {
         Self {
             sessions_dir: PathBuf::from("sessions"),
-            fetch_timeout_ms: 5_000,
-            update_timeout_ms: 30_000,
+            fetch_timeout: Duration::from_secs(5),
+            update_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -102,14 +104,7 @@ impl NativeSettings {
         if self.sessions_dir.as_os_str().is_empty() {
             return Err(invalid("native.sessions_dir", "must not be empty"));
         }
-        for (key, value) in [
-            ("native.fetch_timeout_ms", self.fetch_timeout_ms),
-            ("native.update_timeout_ms", self.update_timeout_ms),
-        ] {
-            if value == 0 || value > 120_000 {
-                return Err(invalid(key, "must be between 1 and 120000"));
-            }
-        }
-        Ok(())
+        check_deadline("native.fetch_timeout_ms", self.fetch_timeout)?;
+        check_deadline("native.update_timeout_ms", self.update_timeout)
     }
 }

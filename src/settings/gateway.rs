@@ -3,7 +3,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{SettingsError, check_devices, invalid};
+use super::{SettingsError, check_deadline, check_devices, invalid};
 use crate::protocol::DeviceId;
 
 /// The GOWA gateway the worker talks to, with optional routes that send some devices elsewhere
@@ -16,8 +16,10 @@ pub struct GatewaySettings {
     pub password: Option<SecretString>,
     /// Per request. WhatsApp sometimes drops a query without answering; the libraries' own 60–75 s
     /// defaults would hold the job that long.
-    pub timeout_ms: u64,
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "timeout_ms", with = "super::millis")]
+    pub timeout: Duration,
+    #[serde(rename = "connect_timeout_ms", with = "super::millis")]
+    pub connect_timeout: Duration,
     pub routes: Vec<GatewayRoute>,
 }
 
@@ -25,11 +27,12 @@ pub struct GatewaySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayRoute {
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceId>,
     pub base_url: Option<String>,
     pub username: Option<String>,
     pub password: Option<SecretString>,
-    pub timeout_ms: Option<u64>,
+    #[serde(default, rename = "timeout_ms", with = "super::millis::option")]
+    pub timeout: Option<Duration>,
 }
 
 impl Default for GatewaySettings {
@@ -38,8 +41,8 @@ impl Default for GatewaySettings {
             base_url: "http://127.0.0.1:3000".into(),
             username: None,
             password: None,
-            timeout_ms: 8_000,
-            connect_timeout_ms: 2_000,
+            timeout: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(2),
             routes: Vec::new(),
         }
     }
@@ -61,7 +64,7 @@ impl GatewaySettings {
                 .username
                 .clone()
                 .map(|user| (user, self.password.clone().unwrap_or_default())),
-            timeout: Duration::from_millis(self.timeout_ms),
+            timeout: self.timeout,
         }
     }
 
@@ -92,15 +95,10 @@ impl GatewaySettings {
                     .map(|url| url.trim_end_matches('/').to_string())
                     .unwrap_or_else(|| base.base_url.clone()),
                 credentials,
-                timeout: route
-                    .timeout_ms
-                    .map(Duration::from_millis)
-                    .unwrap_or(base.timeout),
+                timeout: route.timeout.unwrap_or(base.timeout),
             };
             for device in &route.devices {
-                if let Ok(device) = DeviceId::parse(device.as_str()) {
-                    out.push((device, profile.clone()));
-                }
+                out.push((device.clone(), profile.clone()));
             }
         }
         out
@@ -108,13 +106,8 @@ impl GatewaySettings {
 
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
         check_url("gateway.base_url", &self.base_url)?;
-        if self.timeout_ms == 0 || self.timeout_ms > 120_000 {
-            return Err(invalid(
-                "gateway.timeout_ms",
-                "must be between 1 and 120000",
-            ));
-        }
-        if self.connect_timeout_ms == 0 {
+        check_deadline("gateway.timeout_ms", self.timeout)?;
+        if self.connect_timeout.is_zero() {
             return Err(invalid("gateway.connect_timeout_ms", "must be at least 1"));
         }
         if self.password.is_some() && self.username.is_none() {
@@ -128,6 +121,9 @@ impl GatewaySettings {
                 check_url("gateway.routes.base_url", url)?;
             }
             check_devices("gateway.routes.devices", &route.devices)?;
+            if let Some(timeout) = route.timeout {
+                check_deadline("gateway.routes.timeout_ms", timeout)?;
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ mod admin;
 mod amqp;
 mod backend;
 mod gateway;
+pub(crate) mod millis;
 mod pacing;
 mod retry;
 mod topology;
@@ -20,8 +21,8 @@ pub use amqp::AmqpSettings;
 pub use backend::{BackendKind, BackendSettings, DeviceBackend, NativeSettings};
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
 pub use pacing::{DevicePacing, Limit, PacingSettings};
-pub use retry::{RetrySettings, delay_label};
-pub use topology::{QueueNames, QueueType, TopologySettings};
+pub use retry::RetrySettings;
+pub use topology::{QueueType, TopologySettings};
 pub use worker::WorkerSettings;
 
 use crate::image::ImageSettings;
@@ -68,6 +69,36 @@ impl Default for LogSettings {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+        }
+    }
+}
+
+impl LogSettings {
+    /// A filter whose every directive names a level: `info`, or `target=level` pairs. A bare word that is
+    /// not a level (a typo such as `verbose`) is a valid `tracing` target filter that silences the worker,
+    /// so it is refused.
+    fn validate(&self) -> Result<(), SettingsError> {
+        const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+        let directives = self.level.split(',').map(str::trim);
+        let bad = directives.clone().find(|directive| {
+            let level = directive
+                .rsplit_once('=')
+                .map_or(*directive, |(_, level)| level);
+            !LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        });
+        let parsed = tracing_subscriber::EnvFilter::builder()
+            .with_regex(false)
+            .parse(&self.level);
+        match (bad, parsed) {
+            (None, Ok(_)) => Ok(()),
+            (Some(directive), _) => Err(invalid(
+                "log.level",
+                format!(
+                    "{directive:?} names no level; use error, warn, info, debug or trace, \
+                     optionally per target: avatar_worker=debug,lapin=warn"
+                ),
+            )),
+            (None, Err(err)) => Err(invalid("log.level", format!("{:?}: {err}", self.level))),
         }
     }
 }
@@ -124,7 +155,8 @@ impl Settings {
         self.native.validate()?;
         self.retry.validate()?;
         self.pacing.validate()?;
-        self.admin.validate()?;
+        self.image.validate()?;
+        self.log.validate()?;
         Ok(())
     }
 }
@@ -135,18 +167,26 @@ impl From<config::ConfigError> for SettingsError {
     }
 }
 
-/// A list of device ids in the configuration: at least one, each a valid [`DeviceId`].
-fn check_devices(key: &'static str, devices: &[String]) -> Result<(), SettingsError> {
+/// A list of devices in the configuration names at least one (each id was checked as it was read).
+fn check_devices(
+    key: &'static str,
+    devices: &[crate::protocol::DeviceId],
+) -> Result<(), SettingsError> {
     if devices.is_empty() {
         return Err(invalid(key, "must name at least one device"));
-    }
-    for device in devices {
-        crate::protocol::DeviceId::parse(device.as_str()).map_err(|reason| invalid(key, reason))?;
     }
     Ok(())
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
+/// A deadline of a call to WhatsApp: long enough to happen, short enough never to hold a job for minutes.
+fn check_deadline(key: &'static str, deadline: std::time::Duration) -> Result<(), SettingsError> {
+    if deadline.is_zero() || deadline > std::time::Duration::from_secs(120) {
+        return Err(invalid(key, "must be between 1 and 120000"));
+    }
+    Ok(())
+}
+
+pub(crate) fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
     SettingsError::Invalid {
         key,
         reason: reason.into(),
@@ -216,9 +256,15 @@ mod tests {
         assert_eq!(settings.gateway.base_url, "http://gowa:3000");
         assert_eq!(settings.worker.prefetch, 50);
         assert_eq!(settings.topology.queue_type, QueueType::Quorum);
-        assert_eq!(settings.topology.names().fetch, "crm.fetch");
+        assert_eq!(
+            crate::broker::QueueNames::new(&settings.topology).fetch,
+            "crm.fetch"
+        );
         assert_eq!(settings.log.format, LogFormat::Json);
-        assert_eq!(settings.retry.delays_ms, vec![100, 200, 400]);
+        assert_eq!(
+            settings.retry.delays,
+            [100, 200, 400].map(std::time::Duration::from_millis)
+        );
         assert_eq!(
             settings.image.allow_hosts,
             vec!["mock-server:3000", "127.0.0.1"]
@@ -256,6 +302,18 @@ mod tests {
                 "AVATAR_WORKER__NATIVE__FETCH_TIMEOUT_MS",
                 "0",
                 "native.fetch_timeout_ms",
+            ),
+            ("AVATAR_WORKER__LOG__LEVEL", "verbose", "log.level"),
+            (
+                "AVATAR_WORKER__LOG__LEVEL",
+                "avatar_worker=loud",
+                "log.level",
+            ),
+            ("AVATAR_WORKER__ADMIN__BIND", "nonsense", "admin.bind"),
+            (
+                "AVATAR_WORKER__IMAGE__JPEG_QUALITY",
+                "0",
+                "image.jpeg_quality",
             ),
         ];
         for (key, value, named) in cases {

@@ -1,6 +1,8 @@
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use super::{SettingsError, invalid};
+use super::{SettingsError, check_devices, invalid};
 use crate::protocol::{DeviceId, JobKind};
 
 /// How fast and how wide one device may go for one job kind.
@@ -41,9 +43,11 @@ pub struct PacingSettings {
     pub update: Limit,
     /// A job whose turn is at most this far away waits in the worker; a later one is parked in a delay
     /// queue and acked, so a throttled device never fills the prefetch window that other devices share.
-    pub max_hold_ms: u64,
+    #[serde(rename = "max_hold_ms", with = "super::millis")]
+    pub max_hold: Duration,
     /// After `rate_limited`, the device's rate is divided by `rate_limited_factor` for this long.
-    pub rate_limited_cooldown_ms: u64,
+    #[serde(rename = "rate_limited_cooldown_ms", with = "super::millis")]
+    pub rate_limited_cooldown: Duration,
     pub rate_limited_factor: f64,
     /// Worker replicas sharing the job queues. Each paces on its own, so each takes `1/replicas` of every
     /// rate, burst and concurrency cap; together they stay within the limits (see docs/scaling.md).
@@ -55,7 +59,7 @@ pub struct PacingSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePacing {
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceId>,
     pub fetch: Option<Limit>,
     pub update: Option<Limit>,
 }
@@ -74,8 +78,8 @@ impl Default for PacingSettings {
                 burst: 1,
                 concurrency: 1,
             },
-            max_hold_ms: 1_000,
-            rate_limited_cooldown_ms: 60_000,
+            max_hold: Duration::from_secs(1),
+            rate_limited_cooldown: Duration::from_secs(60),
             rate_limited_factor: 4.0,
             replicas: 1,
             devices: Vec::new(),
@@ -96,7 +100,7 @@ impl PacingSettings {
         let overridden = device.and_then(|device| {
             self.devices
                 .iter()
-                .filter(|p| p.devices.iter().any(|d| d == device.as_str()))
+                .filter(|p| p.devices.contains(device))
                 .find_map(pick)
         });
         let limit = overridden.unwrap_or(match kind {
@@ -119,6 +123,7 @@ impl PacingSettings {
         check("pacing.fetch", &self.fetch)?;
         check("pacing.update", &self.update)?;
         for device in &self.devices {
+            check_devices("pacing.devices.devices", &device.devices)?;
             if let Some(limit) = &device.fetch {
                 check("pacing.devices.fetch", limit)?;
             }

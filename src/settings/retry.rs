@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::{SettingsError, invalid};
@@ -10,9 +12,10 @@ pub struct RetrySettings {
     /// Attempts in all, the first included. After the last, the job gets an error result with
     /// `retryable: true` and goes to the dead-letter queue.
     pub max_attempts: u32,
-    /// Delay tiers; retry n waits `delays_ms[n-1]` (the last tier repeats), minus up to 20 % jitter.
+    /// Delay tiers; retry n waits `delays[n-1]` (the last tier repeats), minus up to 20 % jitter.
     /// Each tier is a queue `<job queue>.delay.<label>`; changing a delay makes a new queue.
-    pub delays_ms: Vec<u64>,
+    #[serde(rename = "delays_ms", with = "super::millis::list")]
+    pub delays: Vec<Duration>,
     /// A job delivered again and again without finishing (the worker crashed or lost its connection while
     /// running it) is dead-lettered after this many redeliveries.
     pub max_redeliveries: u32,
@@ -22,7 +25,7 @@ impl Default for RetrySettings {
     fn default() -> Self {
         Self {
             max_attempts: 5,
-            delays_ms: vec![1_000, 5_000, 30_000, 120_000],
+            delays: [1, 5, 30, 120].map(Duration::from_secs).to_vec(),
             max_redeliveries: 5,
         }
     }
@@ -33,23 +36,13 @@ impl RetrySettings {
         if self.max_attempts == 0 {
             return Err(invalid("retry.max_attempts", "must be at least 1"));
         }
-        if self.delays_ms.is_empty() || self.delays_ms.iter().any(|d| *d < 10 || *d > 86_400_000) {
+        let allowed = Duration::from_millis(10)..=Duration::from_secs(86_400);
+        if self.delays.is_empty() || self.delays.iter().any(|d| !allowed.contains(d)) {
             return Err(invalid(
                 "retry.delays_ms",
                 "needs at least one delay, each between 10 ms and 24 h",
             ));
         }
         Ok(())
-    }
-}
-
-/// The queue-name suffix of a delay tier: `1s`, `2m`, `250ms`.
-pub fn delay_label(ms: u64) -> String {
-    if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1_000) {
-        format!("{}s", ms / 1_000)
-    } else {
-        format!("{ms}ms")
     }
 }

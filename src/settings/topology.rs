@@ -36,53 +36,7 @@ impl Default for TopologySettings {
     }
 }
 
-/// The resolved names the worker declares and uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueNames {
-    pub fetch: String,
-    pub update: String,
-    pub results: String,
-    pub dead: String,
-}
-
-impl QueueNames {
-    /// The delay queue of one retry tier for a job queue: `avatar.fetch.delay.5s`.
-    pub fn delay_queue(job_queue: &str, delay_ms: u64) -> String {
-        format!("{job_queue}.delay.{}", super::delay_label(delay_ms))
-    }
-
-    /// Every queue of this topology with these delay tiers: what a cleanup deletes.
-    pub fn all(&self, delays_ms: &[u64]) -> Vec<String> {
-        let mut queues = vec![
-            self.fetch.clone(),
-            self.update.clone(),
-            self.results.clone(),
-            self.dead.clone(),
-        ];
-        for job_queue in [&self.fetch, &self.update] {
-            for delay in delays_ms {
-                queues.push(Self::delay_queue(job_queue, *delay));
-            }
-        }
-        queues
-    }
-}
-
 impl TopologySettings {
-    pub fn names(&self) -> QueueNames {
-        let name = |explicit: &Option<String>, suffix: &str| {
-            explicit
-                .clone()
-                .unwrap_or_else(|| format!("{}.{suffix}", self.prefix))
-        };
-        QueueNames {
-            fetch: name(&self.fetch_queue, "fetch"),
-            update: name(&self.update_queue, "update"),
-            results: name(&self.results_queue, "results"),
-            dead: name(&self.dead_queue, "dead"),
-        }
-    }
-
     /// Settings for a given prefix with every other name derived (tests give each run its own prefix).
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
         Self {
@@ -102,7 +56,7 @@ impl TopologySettings {
                 Ok(())
             }
         };
-        let names = self.names();
+        let names = crate::broker::QueueNames::new(self);
         check("topology.prefix", &self.prefix)?;
         check("topology.fetch_queue", &names.fetch)?;
         check("topology.update_queue", &names.update)?;

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::{SettingsError, invalid};
@@ -11,12 +13,14 @@ pub struct WorkerSettings {
     pub max_in_flight: usize,
     /// On SIGTERM, how long in-flight jobs may take to finish before the rest go back to their queue.
     /// Fits inside docker's 10 s stop timeout.
-    pub shutdown_grace_ms: u64,
+    #[serde(rename = "shutdown_grace_ms", with = "super::millis")]
+    pub shutdown_grace: Duration,
     /// Bodies above this are refused as `invalid_job` (an update job carries its image inline).
     pub max_job_bytes: usize,
     /// Largest picture a fetch with `download: true` accepts.
     pub download_max_bytes: usize,
-    pub download_timeout_ms: u64,
+    #[serde(rename = "download_timeout_ms", with = "super::millis")]
+    pub download_timeout: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -24,10 +28,10 @@ impl Default for WorkerSettings {
         Self {
             prefetch: 100,
             max_in_flight: 64,
-            shutdown_grace_ms: 8_000,
+            shutdown_grace: Duration::from_secs(8),
             max_job_bytes: 16 * 1024 * 1024,
             download_max_bytes: 5 * 1024 * 1024,
-            download_timeout_ms: 10_000,
+            download_timeout: Duration::from_secs(10),
         }
     }
 }

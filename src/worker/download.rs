@@ -11,7 +11,7 @@ pub(crate) struct Downloader {
 }
 
 impl Downloader {
-    pub fn new(max_bytes: usize, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(max_bytes: usize, timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))

@@ -2,17 +2,17 @@ use base64::Engine;
 
 use super::Services;
 use crate::backend::{AvatarRequest, Lookup};
-use crate::image::{self, ImageError, ImageSource};
+use crate::image::{self, ImageSource};
 use crate::protocol::{
-    AvatarInfo, ErrorCode, FetchJob, ImageInfo, ImageSpec, Job, JobError, Status, UpdateJob,
+    AvatarInfo, FetchJob, ImageInfo, ImageSpec, Job, JobError, Status, UpdateJob,
 };
 
-/// What a job produced, before it is wrapped in an envelope.
-#[derive(Debug, Default)]
+/// What a job produced, before it becomes a result.
+#[derive(Debug)]
 pub(crate) struct Outcome {
+    pub status: Status,
     pub avatar: Option<AvatarInfo>,
     pub image: Option<ImageInfo>,
-    pub status: Option<Status>,
 }
 
 pub(crate) async fn execute(services: &Services, job: &Job) -> Result<Outcome, JobError> {
@@ -39,9 +39,9 @@ async fn fetch(services: &Services, job: &FetchJob) -> Result<Outcome, JobError>
     };
     if job.known_id.as_deref() == Some(avatar.id.as_str()) {
         return Ok(Outcome {
+            status: Status::Unchanged,
             avatar: Some(avatar),
             image: None,
-            status: Some(Status::Unchanged),
         });
     }
     let image = if job.download {
@@ -51,9 +51,9 @@ async fn fetch(services: &Services, job: &FetchJob) -> Result<Outcome, JobError>
         None
     };
     Ok(Outcome {
+        status: Status::Ok,
         avatar: Some(avatar),
         image,
-        status: Some(Status::Ok),
     })
 }
 
@@ -62,14 +62,13 @@ async fn update(services: &Services, job: &UpdateJob) -> Result<Outcome, JobErro
         ImageSpec::Base64(data) => ImageSource::Base64(data.clone()),
         ImageSpec::Url(url) => ImageSource::Url(url.clone()),
     };
-    let prepared = image::prepare(&source, job.normalize, &services.settings.image)
-        .await
-        .map_err(image_error)?;
+    let prepared = image::prepare(&source, job.normalize, &services.settings.image).await?;
     services
         .backend
         .set_avatar(job.device_id.as_ref(), &prepared)
         .await?;
     Ok(Outcome {
+        status: Status::Ok,
         avatar: None,
         image: Some(ImageInfo {
             sha256: prepared.sha256.clone(),
@@ -79,26 +78,16 @@ async fn update(services: &Services, job: &UpdateJob) -> Result<Outcome, JobErro
             height: Some(prepared.height),
             base64: None,
         }),
-        status: Some(Status::Ok),
     })
 }
 
 impl Outcome {
-    fn with_status(status: Status) -> Self {
+    /// An answer about the picture that carries no picture (`not_set`, `hidden`).
+    pub fn with_status(status: Status) -> Self {
         Self {
-            status: Some(status),
-            ..Self::default()
-        }
-    }
-}
-
-pub(crate) fn image_error(err: ImageError) -> JobError {
-    match err {
-        ImageError::Invalid(message) => JobError::new(ErrorCode::InvalidImage, message),
-        ImageError::TooLarge(message) => JobError::new(ErrorCode::ImageTooLarge, message),
-        ImageError::UrlForbidden(message) => JobError::new(ErrorCode::ImageUrlForbidden, message),
-        ImageError::Fetch { message, retryable } => {
-            JobError::new(ErrorCode::ImageFetchFailed, message).with_retryable(retryable)
+            status,
+            avatar: None,
+            image: None,
         }
     }
 }

@@ -1,29 +1,31 @@
 //! The job loop: consume from the job queues, run each job on its device, publish its result, ack.
 //!
-//! - `session`: one broker connection's life: channels, topology, consumers, dispatch.
-//! - `delivery`: one delivery's route: parse, redelivery guard, pacing, execute, retry or answer.
+//! - `session`: one broker connection's life: channels, topology, consumers, dispatch. A job **enters** here.
+//! - `delivery`: one delivery's route: parse, decide, settle. A job is **routed** here.
+//! - `decide`: the rules (refuse, redelivery bound, pacing park, retry or give up), free of broker I/O.
 //! - `execute`: what a job does against the backend.
-//! - `reply`: where a job leaves: result published and confirmed, dead letter or delay queue, ack.
+//! - `settle`: a decision carried out; the result **leaves** here (published and confirmed, dead letter
+//!   or delay queue, then the ack).
 //!
 //! The broker connection is re-established forever with capped, jittered backoff; while it is down,
 //! nothing is consumed and nothing is acked, so nothing is lost.
 
+mod decide;
 mod delivery;
 mod download;
 mod execute;
-mod reply;
 mod session;
+mod settle;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
 use crate::backend::AvatarBackend;
-use crate::broker::{self, Backoff};
+use crate::broker::{self, Backoff, QueueNames, RetryPolicy};
 use crate::devices::{DeviceGate, Pacer, UpdateOrder};
 use crate::ops::{Metrics, Readiness};
-use crate::settings::{QueueNames, Settings};
+use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 
 use download::Downloader;
@@ -33,6 +35,7 @@ pub use session::SessionEnd;
 pub(crate) struct Services {
     settings: Settings,
     names: QueueNames,
+    retry: RetryPolicy,
     backend: Arc<dyn AvatarBackend>,
     pacer: Pacer,
     gate: DeviceGate,
@@ -49,23 +52,20 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(settings: Settings, backend: Arc<dyn AvatarBackend>) -> anyhow::Result<Self> {
-        Self::with_metrics(settings, backend, Metrics::new())
-    }
-
-    /// As [`Worker::new`], counting into `metrics` (share it with the backend, e.g.
-    /// [`crate::backend::GatewayBackend::with_metrics`], so gateway calls land in the same registry).
+    /// A worker on `backend`, counting into `metrics` (share it with the backend, so its calls land in the
+    /// same registry). [`crate::app::App`] assembles both from the settings.
     pub fn with_metrics(
         settings: Settings,
         backend: Arc<dyn AvatarBackend>,
         metrics: Metrics,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, reqwest::Error> {
         let downloader = Downloader::new(
             settings.worker.download_max_bytes,
-            Duration::from_millis(settings.worker.download_timeout_ms),
+            settings.worker.download_timeout,
         )?;
         let services = Services {
-            names: settings.topology.names(),
+            names: QueueNames::new(&settings.topology),
+            retry: RetryPolicy::new(&settings.retry),
             pacer: Pacer::new(settings.pacing.clone()),
             gate: DeviceGate::new(),
             order: UpdateOrder::new(),
@@ -93,13 +93,10 @@ impl Worker {
     }
 
     /// Runs until `shutdown` is triggered, then drains in-flight jobs within the grace budget.
-    pub async fn run(&self, shutdown: Shutdown) -> anyhow::Result<()> {
+    pub async fn run(&self, shutdown: Shutdown) {
         let amqp = &self.services.settings.amqp;
         self.services.readiness.watch(&shutdown);
-        let mut backoff = Backoff::new(
-            Duration::from_millis(amqp.reconnect_min_ms),
-            Duration::from_millis(amqp.reconnect_max_ms),
-        );
+        let mut backoff = Backoff::new(amqp.reconnect_min, amqp.reconnect_max);
         while !shutdown.is_triggered() {
             let connected = tokio::select! {
                 connected = broker::connect(&amqp.url, &self.name) => connected,
@@ -131,6 +128,5 @@ impl Worker {
         self.services.readiness.stopping();
         self.services.backend.close().await;
         tracing::info!("worker stopped");
-        Ok(())
     }
 }

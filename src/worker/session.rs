@@ -2,7 +2,6 @@
 //! and the loop that hands each delivery to its own task within the in-flight bounds.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -45,7 +44,7 @@ pub(crate) async fn run(
 /// sent has been processed: a connection close can overtake acks still queued in the broker's channel.
 async fn drain(services: &Services, tracker: &TaskTracker, channel: &Channel) {
     tracker.close();
-    let grace = Duration::from_millis(services.settings.worker.shutdown_grace_ms);
+    let grace = services.settings.worker.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             unfinished = tracker.len(),
@@ -69,7 +68,7 @@ async fn consume(
         publisher.channel(),
         names,
         settings.topology.queue_type,
-        &settings.retry.delays_ms,
+        &services.retry,
     )
     .await?;
     let consumer_channel = connection.create_channel().await?;

@@ -218,7 +218,7 @@ async fn device_states_and_gateway_faults_have_their_own_codes() {
 #[tokio::test]
 async fn a_gateway_too_slow_for_the_deadline_is_a_timeout() {
     let mut app = spawn_app_with(AppOptions {
-        configure: Box::new(|s| s.gateway.timeout_ms = 200),
+        configure: Box::new(|s| s.gateway.timeout = std::time::Duration::from_millis(200)),
         ..AppOptions::default()
     })
     .await;

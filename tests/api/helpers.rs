@@ -1,16 +1,14 @@
 //! `spawn_app()`: a real mock gateway on an ephemeral port, the real worker in-process, and a test
 //! connection to the shared broker, all under a queue prefix of the test's own.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use avatar_worker::backend::{AvatarBackend, GatewayBackend};
-use avatar_worker::broker;
-use avatar_worker::ops::{self, Metrics, Readiness};
+use avatar_worker::app::App;
+use avatar_worker::broker::{self, QueueNames, RetryPolicy};
+use avatar_worker::ops::Readiness;
 use avatar_worker::protocol::{JobKind, JobResult};
-use avatar_worker::settings::{QueueNames, Settings, TopologySettings};
+use avatar_worker::settings::{Settings, TopologySettings};
 use avatar_worker::shutdown::Shutdown;
-use avatar_worker::worker::Worker;
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -18,7 +16,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::broker::broker_url;
+use test_support::broker::broker_url;
 
 pub const USER: &str = "gateway-user";
 pub const PASSWORD: &str = "gateway-pass-8f3a";
@@ -55,7 +53,7 @@ pub struct TestApp {
     results: lapin::Consumer,
     results_channel: Channel,
     shutdown: Shutdown,
-    worker: Option<JoinHandle<anyhow::Result<()>>>,
+    worker: Option<JoinHandle<()>>,
     /// The started worker's metrics, readiness and admin server.
     pub observed: Option<Observed>,
 }
@@ -88,21 +86,22 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .clone()
         .unwrap_or_else(|| amqp_url.clone())
         .into();
-    settings.amqp.reconnect_min_ms = 50;
-    settings.amqp.reconnect_max_ms = 500;
+    settings.amqp.reconnect_min = Duration::from_millis(50);
+    settings.amqp.reconnect_max = Duration::from_millis(500);
     settings.topology = TopologySettings::with_prefix(&prefix);
     settings.gateway.base_url = mock.base_url();
     settings.gateway.username = Some(USER.into());
     settings.gateway.password = Some(PASSWORD.into());
     // The default deadline: tests run many at once on two cores, and the mock shares them.
-    settings.gateway.timeout_ms = 8_000;
+    settings.gateway.timeout = Duration::from_secs(8);
     // Tests opt in to pacing and retries; by default every job is answered on its first attempt.
     settings.pacing.enabled = false;
     settings.retry.max_attempts = 1;
-    settings.retry.delays_ms = vec![100, 200, 400];
+    settings.retry.delays = ms(&[100, 200, 400]);
+    settings.admin.bind = ([127, 0, 0, 1], 0).into();
     (options.configure)(&mut settings);
     settings.validate().expect("test settings are valid");
-    let names = settings.topology.names();
+    let names = QueueNames::new(&settings.topology);
 
     let connection = Connection::connect(&amqp_url, ConnectionProperties::default())
         .await
@@ -116,7 +115,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         &channel,
         &names,
         settings.topology.queue_type,
-        &settings.retry.delays_ms,
+        &RetryPolicy::new(&settings.retry),
     )
     .await
     .expect("declare");
@@ -136,7 +135,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 
     let shutdown = Shutdown::new();
     let (worker, observed) = if options.start_worker {
-        let (worker, observed) = start_observed_worker(&settings, &shutdown).await;
+        let (worker, observed) = start_worker(&settings, &shutdown).await;
         (Some(worker), Some(observed))
     } else {
         (None, None)
@@ -173,49 +172,35 @@ pub fn mock_config(devices: Vec<String>) -> mock_server::Config {
     }
 }
 
-pub fn start_worker(settings: &Settings, shutdown: &Shutdown) -> JoinHandle<anyhow::Result<()>> {
-    let backend = GatewayBackend::new(&settings.gateway).expect("backend");
-    let worker = Worker::new(settings.clone(), Arc::new(backend)).expect("worker");
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move { worker.run(shutdown).await })
-}
-
-/// A worker on the backend its settings describe (as `avatar-worker run` builds it), counting into its
-/// own metrics, with an admin server on a free port that stops with the worker.
-pub async fn start_observed_worker(
-    settings: &Settings,
-    shutdown: &Shutdown,
-) -> (JoinHandle<anyhow::Result<()>>, Observed) {
-    let metrics = Metrics::new();
-    let backend = avatar_worker::backend::build(settings, &metrics)
+/// A worker started the way `avatar-worker run` starts it ([`App::build`]): the backend its settings
+/// describe, its own metrics, and an admin server on a free port. Stops with `shutdown`.
+pub async fn start_worker(settings: &Settings, shutdown: &Shutdown) -> (JoinHandle<()>, Observed) {
+    let app = App::build(settings.clone())
         .await
-        .expect("backend");
-    start_observed_worker_on(settings, shutdown, backend, metrics).await
+        .expect("the worker starts");
+    run_app(app, shutdown)
 }
 
-/// As [`start_observed_worker`], on a backend the test assembled itself.
-pub async fn start_observed_worker_on(
+/// As [`start_worker`], on a backend the test assembled itself, counting into `metrics`.
+#[cfg(feature = "native")]
+pub async fn start_worker_on(
     settings: &Settings,
     shutdown: &Shutdown,
-    backend: Arc<dyn AvatarBackend>,
-    metrics: Metrics,
-) -> (JoinHandle<anyhow::Result<()>>, Observed) {
-    let worker = Worker::with_metrics(settings.clone(), backend, metrics.clone()).expect("worker");
-    let readiness = worker.readiness().clone();
-    let admin = ops::serve(
-        "127.0.0.1:0",
-        metrics.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .expect("admin server");
-    let shutdown = shutdown.clone();
-    let handle = tokio::spawn(async move { worker.run(shutdown).await });
+    backend: std::sync::Arc<dyn avatar_worker::backend::AvatarBackend>,
+    metrics: avatar_worker::ops::Metrics,
+) -> (JoinHandle<()>, Observed) {
+    let app = App::build_on(settings.clone(), backend, metrics)
+        .await
+        .expect("the worker starts");
+    run_app(app, shutdown)
+}
+
+fn run_app(app: App, shutdown: &Shutdown) -> (JoinHandle<()>, Observed) {
     let observed = Observed {
-        readiness,
-        admin: admin.addr,
+        readiness: app.readiness().clone(),
+        admin: app.admin_addr().expect("an admin server"),
     };
+    let handle = tokio::spawn(app.run(shutdown.clone()));
     (handle, observed)
 }
 
@@ -238,10 +223,7 @@ pub async fn consume(connection: &Connection, queue: &str) -> lapin::Consumer {
 
 impl TestApp {
     pub fn queue(&self, kind: JobKind) -> &str {
-        match kind {
-            JobKind::Fetch => &self.names.fetch,
-            JobKind::Update => &self.names.update,
-        }
+        self.names.job_queue(kind)
     }
 
     /// Publishes a raw body (confirmed) to a job queue.
@@ -373,22 +355,28 @@ impl TestApp {
     pub async fn stop_worker(&mut self) {
         self.shutdown.trigger();
         if let Some(worker) = self.worker.take() {
-            worker.await.expect("worker task").expect("worker run");
+            worker.await.expect("worker task");
         }
     }
 
     /// Starts the in-process worker of an app spawned with `start_worker: false`.
-    pub fn start_worker(&mut self) {
+    pub async fn start_worker(&mut self) {
         assert!(self.worker.is_none(), "the worker already runs");
-        self.worker = Some(start_worker(&self.settings, &self.shutdown));
+        let (worker, observed) = start_worker(&self.settings, &self.shutdown).await;
+        self.worker = Some(worker);
+        self.observed = Some(observed);
     }
 
-    /// Starts the observed worker of an app spawned with `start_worker: false` on `backend`.
+    /// Starts the worker of an app spawned with `start_worker: false` on `backend`.
     #[cfg(feature = "native")]
-    pub async fn start_worker_on(&mut self, backend: Arc<dyn AvatarBackend>, metrics: Metrics) {
+    pub async fn start_worker_on(
+        &mut self,
+        backend: std::sync::Arc<dyn avatar_worker::backend::AvatarBackend>,
+        metrics: avatar_worker::ops::Metrics,
+    ) {
         assert!(self.worker.is_none(), "the worker already runs");
         let (worker, observed) =
-            start_observed_worker_on(&self.settings, &self.shutdown, backend, metrics).await;
+            start_worker_on(&self.settings, &self.shutdown, backend, metrics).await;
         self.worker = Some(worker);
         self.observed = Some(observed);
     }
@@ -445,7 +433,7 @@ impl Drop for TestApp {
         self.shutdown.trigger();
         let url = self.amqp_url.clone();
         let names = self.names.clone();
-        let queues = names.all(&self.settings.retry.delays_ms);
+        let queues = broker::all_queues(&names, &RetryPolicy::new(&self.settings.retry));
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -471,6 +459,11 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// Delay tiers (or any list of durations) written in milliseconds.
+pub fn ms(list: &[u64]) -> Vec<Duration> {
+    list.iter().copied().map(Duration::from_millis).collect()
 }
 
 /// A header as a string.

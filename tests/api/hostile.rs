@@ -8,9 +8,9 @@ use lapin::BasicProperties;
 use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, spawn_app_with};
-use crate::pictures::png_claiming;
 use crate::process::WorkerProcess;
 use crate::update::encoded;
+use test_support::pictures::png_claiming;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

@@ -1,9 +1,5 @@
 //! End-to-end tests: real RabbitMQ, the mock gateway over HTTP, the worker in-process.
 
-#[cfg(feature = "native")]
-#[path = "../support/accounts.rs"]
-mod accounts;
-mod broker;
 mod crash;
 mod fetch;
 mod helpers;
@@ -12,8 +8,6 @@ mod malformed;
 #[cfg(feature = "native")]
 mod native;
 mod ops;
-#[path = "../support/pictures.rs"]
-mod pictures;
 mod process;
 mod proxy;
 mod reconnect;

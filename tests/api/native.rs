@@ -11,8 +11,8 @@ use avatar_worker::protocol::{DeviceId, ErrorCode, JobKind, Status};
 use avatar_worker::settings::{BackendKind, DeviceBackend};
 use serde_json::json;
 
-use crate::accounts::paired_memory_store;
 use crate::helpers::{AppOptions, spawn_app_with};
+use test_support::accounts::paired_memory_store;
 
 #[tokio::test]
 async fn one_worker_serves_gateway_and_native_devices_side_by_side() {

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use avatar_worker::protocol::{ErrorCode, JobKind};
 use serde_json::json;
 
-use crate::broker::broker_url;
 use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
 use crate::proxy::{Proxy, authority};
+use test_support::broker::broker_url;
 
 /// The value of the sample whose line starts with `series` (name and labels exactly as exposed).
 pub fn sample(text: &str, series: &str) -> Option<f64> {

@@ -15,7 +15,12 @@ impl WorkerProcess {
     /// Starts `avatar-worker run` with the app's settings; `extra` overrides or adds variables.
     pub fn start(app: &TestApp, extra: &[(&str, String)]) -> Self {
         let s = &app.settings;
-        let delays: Vec<String> = s.retry.delays_ms.iter().map(u64::to_string).collect();
+        let delays: Vec<String> = s
+            .retry
+            .delays
+            .iter()
+            .map(|d| d.as_millis().to_string())
+            .collect();
         let mut env: Vec<(&str, String)> = vec![
             (
                 "AVATAR_WORKER__AMQP__URL",

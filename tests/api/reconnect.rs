@@ -3,9 +3,9 @@ use std::collections::HashSet;
 use avatar_worker::protocol::JobKind;
 use serde_json::json;
 
-use crate::broker::broker_url;
 use crate::helpers::{AppOptions, spawn_app_with};
 use crate::proxy::{Proxy, authority};
+use test_support::broker::broker_url;
 
 #[tokio::test]
 async fn the_worker_reconnects_and_answers_every_job() {

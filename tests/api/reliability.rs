@@ -14,7 +14,7 @@ use crate::helpers::{AppOptions, header, spawn_app_with};
 fn retries(attempts: u32) -> Box<dyn FnOnce(&mut avatar_worker::settings::Settings) + Send> {
     Box::new(move |s| {
         s.retry.max_attempts = attempts;
-        s.retry.delays_ms = vec![50, 100, 200];
+        s.retry.delays = crate::helpers::ms(&[50, 100, 200]);
         s.worker.max_in_flight = 64;
     })
 }
@@ -98,7 +98,7 @@ async fn gateway_down_for_ten_seconds_then_back_every_job_finishes() {
         configure: Box::new(move |s| {
             s.gateway.base_url = format!("http://127.0.0.1:{port}");
             s.retry.max_attempts = 20;
-            s.retry.delays_ms = vec![250, 500, 1000, 2000];
+            s.retry.delays = crate::helpers::ms(&[250, 500, 1000, 2000]);
         }),
         ..AppOptions::default()
     })
@@ -129,7 +129,7 @@ async fn two_thousand_jobs_under_gateway_faults_all_end_with_a_named_outcome() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(|s| {
             s.retry.max_attempts = 5;
-            s.retry.delays_ms = vec![20, 50, 100, 200];
+            s.retry.delays = crate::helpers::ms(&[20, 50, 100, 200]);
             s.worker.max_in_flight = 128;
             s.worker.prefetch = 300;
         }),
@@ -217,7 +217,7 @@ async fn a_job_that_keeps_coming_back_is_dead_lettered() {
     }
     channel.close(200, "done".into()).await.unwrap();
     let shutdown = app.shutdown_handle();
-    let _worker = crate::helpers::start_worker(&app.settings, &shutdown);
+    let _worker = crate::helpers::start_worker(&app.settings, &shutdown).await;
     let results = app.results(2).await;
     let poison = results
         .iter()
@@ -251,7 +251,7 @@ async fn a_throttled_device_never_delays_another() {
                 concurrency: 2,
             };
             s.pacing.devices = vec![DevicePacing {
-                devices: vec!["dev-b".into()],
+                devices: vec![avatar_worker::protocol::DeviceId::parse("dev-b").unwrap()],
                 fetch: Some(Limit {
                     rate_per_s: 0.0,
                     burst: 1,
@@ -259,7 +259,7 @@ async fn a_throttled_device_never_delays_another() {
                 }),
                 update: None,
             }];
-            s.retry.delays_ms = vec![500, 1000, 2000];
+            s.retry.delays = crate::helpers::ms(&[500, 1000, 2000]);
         }),
         ..AppOptions::default()
     })

@@ -139,11 +139,11 @@ async fn routed_devices_go_to_their_own_gateway() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(move |s| {
             s.gateway.routes = vec![avatar_worker::settings::GatewayRoute {
-                devices: vec!["dev-b".into()],
+                devices: vec![avatar_worker::protocol::DeviceId::parse("dev-b").unwrap()],
                 base_url: Some(second_url),
                 username: None,
                 password: None,
-                timeout_ms: None,
+                timeout: None,
             }];
         }),
         ..AppOptions::default()

@@ -63,7 +63,7 @@ async fn replicas_share_a_devices_rate() {
                 burst: 2,
                 concurrency: 2,
             };
-            s.retry.delays_ms = vec![250, 500, 1000];
+            s.retry.delays = crate::helpers::ms(&[250, 500, 1000]);
         }),
         ..AppOptions::default()
     })
@@ -73,8 +73,8 @@ async fn replicas_share_a_devices_rate() {
     for i in 0..JOBS {
         app.publish_json(JobKind::Fetch, &json!({"job_id": format!("p{i}"), "device_id": "dev-a", "phone": format!("62822{i:08}")})).await;
     }
-    let _one = start_worker(&app.settings, &app.shutdown_handle());
-    let _two = start_worker(&app.settings, &app.shutdown_handle());
+    let _one = start_worker(&app.settings, &app.shutdown_handle()).await;
+    let _two = start_worker(&app.settings, &app.shutdown_handle()).await;
     let results = app.results(JOBS).await;
     assert!(results.iter().all(|r| r.error.is_none()));
     let elapsed = started.elapsed();

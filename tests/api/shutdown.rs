@@ -45,7 +45,7 @@ async fn shutdown_finishes_in_flight_jobs_and_returns_the_rest() {
     .await;
     app.put("/_mock/faults", json!({"latency_ms": 300})).await;
     app.publish_fetches("s", JOBS).await;
-    app.start_worker();
+    app.start_worker().await;
     let first = app.next_result().await;
     app.stop_worker().await;
     let (answered, requeued) = assert_nothing_lost(&mut app, first.job_id.to_string()).await;
@@ -61,7 +61,7 @@ async fn nothing_is_lost_when_the_grace_period_runs_out() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(|s| {
             s.worker.max_in_flight = 50;
-            s.worker.shutdown_grace_ms = 200;
+            s.worker.shutdown_grace = std::time::Duration::from_millis(200);
         }),
         ..AppOptions::default()
     })

@@ -81,7 +81,7 @@ async fn bad_pictures_are_refused_before_the_gateway() {
 
 #[tokio::test]
 async fn a_large_photo_reaches_the_gateway_scaled_whole_not_cropped() {
-    use crate::pictures::{banded_photo, gateway_crop, mean_abs_diff, scaled_reference};
+    use test_support::pictures::{banded_photo, gateway_crop, mean_abs_diff, scaled_reference};
     let mut app = spawn_app().await;
     let photo = banded_photo();
     let mut jpeg = std::io::Cursor::new(Vec::new());

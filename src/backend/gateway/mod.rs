@@ -64,7 +64,7 @@ pub struct GatewayBackend {
 impl GatewayBackend {
     pub fn new(settings: &GatewaySettings) -> Result<Self, JobError> {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .connect_timeout(settings.connect_timeout)
             .pool_max_idle_per_host(64)
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -2,8 +2,9 @@
 //! size, with the same prefetch, publisher confirms and ack-after-confirm as the worker.
 
 use anyhow::Context;
+use avatar_worker::broker::QueueNames;
 use avatar_worker::broker::{self, Publisher};
-use avatar_worker::settings::{QueueType, TopologySettings};
+use avatar_worker::settings::QueueType;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -29,7 +30,7 @@ impl Echo {
         prefetch: u16,
         result_bytes: usize,
     ) -> anyhow::Result<Self> {
-        let names = TopologySettings::with_prefix(prefix).names();
+        let names = QueueNames::with_prefix(prefix);
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("bench-echo".into()),
@@ -37,7 +38,8 @@ impl Echo {
         .await
         .context("connecting the echo consumer")?;
         let publisher = Publisher::new(connection.create_channel().await?).await?;
-        broker::declare(publisher.channel(), &names, QueueType::Classic, &[]).await?;
+        let tiers = super::load::delay_tiers();
+        broker::declare(publisher.channel(), &names, QueueType::Classic, &tiers).await?;
         let channel = connection.create_channel().await?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())

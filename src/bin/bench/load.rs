@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use avatar_worker::broker;
-use avatar_worker::settings::{QueueNames, QueueType, TopologySettings};
+use avatar_worker::broker::{QueueNames, RetryPolicy};
+use avatar_worker::settings::{QueueType, RetrySettings};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
@@ -22,6 +23,14 @@ use crate::stats::{RunStats, percentile};
 const CONFIRM_WINDOW: usize = 500;
 /// Every delay tier any worker of the benchmark declares, for cleanup.
 const DELAY_TIERS: [u64; 6] = [250, 1_000, 5_000, 30_000, 120_000, 2_000];
+
+/// Every delay tier a bench worker may use, so the bench declares and deletes all of their queues.
+pub fn delay_tiers() -> RetryPolicy {
+    RetryPolicy::new(&RetrySettings {
+        delays: DELAY_TIERS.map(Duration::from_millis).to_vec(),
+        ..RetrySettings::default()
+    })
+}
 
 pub enum Offered {
     Max,
@@ -99,7 +108,7 @@ pub struct Load {
 
 impl Load {
     pub async fn new(url: &str, prefix: &str, devices: &[String]) -> anyhow::Result<Self> {
-        let names = TopologySettings::with_prefix(prefix).names();
+        let names = QueueNames::with_prefix(prefix);
         let connection = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("bench-load".into()),
@@ -110,7 +119,7 @@ impl Load {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        broker::declare(&channel, &names, QueueType::Classic, &[]).await?;
+        broker::declare(&channel, &names, QueueType::Classic, &delay_tiers()).await?;
         let consumer_channel = connection.create_channel().await?;
         let mut consumer = consumer_channel
             .basic_consume(
@@ -242,7 +251,7 @@ impl Load {
 
     /// Deletes every queue of this prefix.
     pub async fn cleanup(&self) {
-        for queue in self.names.all(&DELAY_TIERS) {
+        for queue in broker::all_queues(&self.names, &delay_tiers()) {
             let _ = self
                 .channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

@@ -26,7 +26,7 @@ pub fn decode(data: &[u8], settings: &ImageSettings) -> Result<Decoded, ImageErr
             "the JPEG image is truncated: it has no end-of-image marker after its scans".into(),
         ));
     }
-    let divisor = scale_divisor(width.min(height), settings.target());
+    let divisor = scale_divisor(width.min(height), settings.target_side);
     if divisor > 1 {
         let want_w = width.div_ceil(divisor) as u16;
         let want_h = height.div_ceil(divisor) as u16;

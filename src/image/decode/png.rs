@@ -34,7 +34,7 @@ pub fn decode(data: &[u8], settings: &ImageSettings) -> Result<Decoded, ImageErr
             return Err(corrupt(Format::Png, "palette was not expanded"));
         }
     };
-    let mut shrinker = BoxShrinker::new(width, height, settings.target(), layout);
+    let mut shrinker = BoxShrinker::new(width, height, settings.target_side, layout);
     if interlaced {
         // Adam7 delivers the rows in passes: the whole frame is needed before any row is final.
         let size = reader

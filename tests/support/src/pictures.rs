@@ -1,6 +1,4 @@
 //! Test pictures shared by the image pipeline tests and the end-to-end tests.
-// Each test binary uses a different part of this file.
-#![allow(dead_code)]
 
 use image::{Rgb, RgbImage};
 

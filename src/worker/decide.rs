@@ -1,0 +1,370 @@
+//! What to do with a delivery, decided without touching the broker. Each step returns a [`Decision`];
+//! [`super::settle`] carries it out. Kept pure so every rule is unit-tested without RabbitMQ.
+
+use std::time::{Duration, Instant};
+
+use crate::broker::{DeadReason, JobHeaders, RetryPolicy};
+use crate::devices::UpdateOrder;
+use crate::protocol::{DeviceId, ErrorCode, JobError, JobResult, ParsedJob, Status};
+
+use super::execute::Outcome;
+
+/// The one thing that happens to a delivery.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    Answer(Box<Answer>),
+    Park(Park),
+    /// Give the delivery back to the broker (nack with requeue).
+    Requeue,
+}
+
+/// Publish the result (first a dead-letter copy, when `dead` says why), then ack.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub result: JobResult,
+    pub headers: JobHeaders,
+    pub dead: Option<DeadReason>,
+}
+
+/// Republish the job with `headers` to `queue` (a delay queue, or its own queue), then ack.
+#[derive(Debug)]
+pub(crate) struct Park {
+    pub queue: String,
+    pub headers: JobHeaders,
+    /// The message's own TTL in a delay queue, at most the queue's.
+    pub expiration: Option<Duration>,
+    /// For a retry, the error it follows (`avatar_worker_retries_total{reason}`).
+    pub retry_of: Option<ErrorCode>,
+}
+
+/// A malformed job can never succeed: answer it and keep a copy for a person, never requeue it.
+pub(crate) fn refuse(
+    parsed: &ParsedJob,
+    err: JobError,
+    headers: JobHeaders,
+    started: Instant,
+) -> Decision {
+    let dead = DeadReason::Refused(err.code);
+    answer(parsed, Err(err), headers, Some(dead), started)
+}
+
+/// A delivery the broker gave us again: the worker that had it crashed or lost its connection. Counted in
+/// a header by republishing it to its own queue before running it, so a job that kills the worker cannot
+/// loop forever, on classic and quorum queues alike.
+pub(crate) fn redelivered(
+    parsed: &ParsedJob,
+    mut headers: JobHeaders,
+    limit: u32,
+    job_queue: &str,
+    started: Instant,
+) -> Decision {
+    headers.redeliveries = headers.redeliveries.saturating_add(1);
+    if headers.redeliveries > limit {
+        let err = JobError::new(
+            ErrorCode::RedeliveryLimit,
+            format!(
+                "delivered {} times without finishing; the worker may crash on it",
+                headers.redeliveries
+            ),
+        );
+        return answer(
+            parsed,
+            Err(err),
+            headers,
+            Some(DeadReason::RedeliveryLimit),
+            started,
+        );
+    }
+    tracing::info!(
+        redeliveries = headers.redeliveries,
+        "redelivered job: counted and requeued"
+    );
+    Decision::Park(Park {
+        queue: job_queue.to_string(),
+        headers,
+        expiration: None,
+        retry_of: None,
+    })
+}
+
+/// Parks a job whose turn on its device is `wait` away in the delay tier that fits.
+pub(crate) fn park(
+    retry: &RetryPolicy,
+    job_queue: &str,
+    headers: JobHeaders,
+    wait: Duration,
+) -> Decision {
+    let delay = retry.park(wait);
+    Decision::Park(Park {
+        queue: retry.delay_queue(job_queue, delay.tier),
+        headers,
+        expiration: Some(delay.wait),
+        retry_of: None,
+    })
+}
+
+/// The job ran: answer it, or, after a transient failure with attempts left, send it to a delay queue.
+pub(crate) fn ran(
+    parsed: &ParsedJob,
+    outcome: Result<Outcome, JobError>,
+    mut headers: JobHeaders,
+    retry: &RetryPolicy,
+    job_queue: &str,
+    started: Instant,
+) -> Decision {
+    let err = match outcome {
+        Err(err) if err.retryable => err,
+        outcome => return answer(parsed, outcome, headers, None, started),
+    };
+    let attempt = headers.attempts.saturating_add(1);
+    headers
+        .history
+        .push(RetryPolicy::history_line(attempt, err.code, &err.message));
+    let Some(delay) = retry.retry(attempt, err.retry_after) else {
+        let dead = Some(DeadReason::RetriesExhausted);
+        return answer(parsed, Err(err), headers, dead, started);
+    };
+    tracing::info!(code = %err.code, attempt, delay_ms = delay.wait.as_millis() as u64, "transient failure; retrying later");
+    headers.attempts = attempt;
+    headers.slot_ms = None;
+    Decision::Park(Park {
+        queue: retry.delay_queue(job_queue, delay.tier),
+        headers,
+        expiration: Some(delay.wait),
+        retry_of: Some(err.code),
+    })
+}
+
+/// Last writer wins for a device's picture: an update older than one already applied is skipped instead
+/// of undoing the newer picture.
+pub(crate) fn check_order(
+    order: &UpdateOrder,
+    device: Option<&DeviceId>,
+    stamp: u64,
+) -> Result<(), JobError> {
+    if order.is_superseded(device, stamp) {
+        return Err(JobError::new(
+            ErrorCode::Superseded,
+            "a newer update for this device was applied first; this older one was skipped",
+        ));
+    }
+    Ok(())
+}
+
+fn answer(
+    parsed: &ParsedJob,
+    outcome: Result<Outcome, JobError>,
+    headers: JobHeaders,
+    dead: Option<DeadReason>,
+    started: Instant,
+) -> Decision {
+    let result = result_of(parsed, outcome, headers.attempts.saturating_add(1), started);
+    Decision::Answer(Box::new(Answer {
+        result,
+        headers,
+        dead,
+    }))
+}
+
+/// The result envelope of a job: what it produced or why it failed, and how long it took.
+fn result_of(
+    parsed: &ParsedJob,
+    outcome: Result<Outcome, JobError>,
+    attempts: u32,
+    started: Instant,
+) -> JobResult {
+    let (status, avatar, image, error) = match outcome {
+        Ok(outcome) => (outcome.status, outcome.avatar, outcome.image, None),
+        Err(err) => (Status::Error, None, None, Some(err)),
+    };
+    JobResult {
+        job_id: parsed.job_id.clone(),
+        kind: parsed.kind,
+        device_id: parsed.device_id.clone(),
+        status,
+        avatar,
+        image,
+        error,
+        attempts,
+        duration_ms: started.elapsed().as_millis() as u64,
+        finished_at: now_rfc3339(),
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{JobKind, parse_job};
+    use crate::settings::RetrySettings;
+
+    fn parsed() -> ParsedJob {
+        parse_job(
+            JobKind::Fetch,
+            br#"{"job_id":"j","phone":"6281"}"#,
+            None,
+            1024,
+        )
+    }
+
+    fn policy(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy::new(&RetrySettings {
+            max_attempts,
+            delays: vec![Duration::from_millis(100), Duration::from_millis(400)],
+            ..RetrySettings::default()
+        })
+    }
+
+    fn timeout() -> JobError {
+        JobError::new(ErrorCode::Timeout, "slow")
+    }
+
+    #[test]
+    fn a_malformed_job_is_answered_and_dead_lettered_as_refused() {
+        let err = JobError::new(ErrorCode::InvalidPhone, "phone: not a number");
+        let Decision::Answer(answer) =
+            refuse(&parsed(), err, JobHeaders::default(), Instant::now())
+        else {
+            panic!("answered")
+        };
+        assert_eq!(
+            answer.dead,
+            Some(DeadReason::Refused(ErrorCode::InvalidPhone))
+        );
+        assert_eq!(answer.dead.map(DeadReason::as_str), Some("invalid_phone"));
+        assert_eq!(answer.result.status, Status::Error);
+        assert_eq!(answer.result.attempts, 1);
+    }
+
+    #[test]
+    fn redeliveries_are_counted_then_bounded() {
+        let limit = 2;
+        let mut headers = JobHeaders::default();
+        for expected in 1..=limit {
+            let Decision::Park(park) =
+                redelivered(&parsed(), headers, limit, "q.fetch", Instant::now())
+            else {
+                panic!("requeued with its count")
+            };
+            assert_eq!((park.queue.as_str(), park.expiration), ("q.fetch", None));
+            assert_eq!(park.headers.redeliveries, expected);
+            headers = park.headers;
+        }
+        let Decision::Answer(answer) =
+            redelivered(&parsed(), headers, limit, "q.fetch", Instant::now())
+        else {
+            panic!("answered past the limit")
+        };
+        assert_eq!(answer.dead, Some(DeadReason::RedeliveryLimit));
+        let code = answer.result.error.map(|e| e.code);
+        assert_eq!(code, Some(ErrorCode::RedeliveryLimit));
+    }
+
+    #[test]
+    fn a_transient_failure_goes_to_the_tier_of_its_attempt() {
+        let policy = policy(3);
+        let headers = JobHeaders {
+            attempts: 1,
+            slot_ms: Some(5),
+            ..JobHeaders::default()
+        };
+        let Decision::Park(park) = ran(
+            &parsed(),
+            Err(timeout()),
+            headers,
+            &policy,
+            "q.fetch",
+            Instant::now(),
+        ) else {
+            panic!("retried")
+        };
+        assert_eq!(park.queue, "q.fetch.delay.400ms");
+        assert_eq!(park.headers.attempts, 2);
+        assert_eq!(park.headers.slot_ms, None, "a retry takes a new turn");
+        assert_eq!(park.headers.history, ["2 timeout: slow"]);
+        assert_eq!(park.retry_of, Some(ErrorCode::Timeout));
+        let wait = park.expiration.unwrap();
+        assert!(wait >= Duration::from_millis(320) && wait <= Duration::from_millis(400));
+    }
+
+    #[test]
+    fn the_last_attempt_answers_and_dead_letters() {
+        let headers = JobHeaders {
+            attempts: 2,
+            ..JobHeaders::default()
+        };
+        let Decision::Answer(answer) = ran(
+            &parsed(),
+            Err(timeout()),
+            headers,
+            &policy(3),
+            "q.fetch",
+            Instant::now(),
+        ) else {
+            panic!("answered")
+        };
+        assert_eq!(answer.dead, Some(DeadReason::RetriesExhausted));
+        assert_eq!(answer.result.attempts, 3);
+        assert_eq!(answer.headers.history, ["3 timeout: slow"]);
+        let error = answer.result.error.unwrap();
+        assert!(error.retryable, "the cause was transient");
+    }
+
+    #[test]
+    fn final_answers_are_never_retried() {
+        let not_found = JobError::new(ErrorCode::DeviceNotFound, "no such device");
+        let Decision::Answer(answer) = ran(
+            &parsed(),
+            Err(not_found),
+            JobHeaders::default(),
+            &policy(5),
+            "q.fetch",
+            Instant::now(),
+        ) else {
+            panic!("answered")
+        };
+        assert_eq!(answer.dead, None);
+        let Decision::Answer(answer) = ran(
+            &parsed(),
+            Ok(Outcome::with_status(Status::Hidden)),
+            JobHeaders::default(),
+            &policy(5),
+            "q.fetch",
+            Instant::now(),
+        ) else {
+            panic!("answered")
+        };
+        assert_eq!((answer.result.status, answer.dead), (Status::Hidden, None));
+    }
+
+    #[test]
+    fn an_update_older_than_the_applied_one_is_superseded() {
+        let order = UpdateOrder::new();
+        let device = DeviceId::parse("d").unwrap();
+        let (older, newer) = (order.stamp(), order.stamp());
+        assert!(check_order(&order, Some(&device), older).is_ok());
+        order.applied(Some(&device), newer);
+        let err = check_order(&order, Some(&device), older).unwrap_err();
+        assert_eq!((err.code, err.retryable), (ErrorCode::Superseded, false));
+        assert!(check_order(&order, Some(&device), newer).is_ok());
+    }
+
+    #[test]
+    fn a_far_turn_is_parked_in_the_tier_that_fits() {
+        let Decision::Park(park) = park(
+            &policy(5),
+            "q.fetch",
+            JobHeaders::default(),
+            Duration::from_millis(250),
+        ) else {
+            panic!("parked")
+        };
+        assert_eq!(park.queue, "q.fetch.delay.100ms");
+        assert_eq!(park.expiration, Some(Duration::from_millis(100)));
+    }
+}

@@ -1,0 +1,207 @@
+//! Where a job leaves the worker: a [`Decision`] carried out against the broker. The result is published
+//! (confirmed), a copy goes to the dead-letter queue when needed, or the job is parked in a delay queue;
+//! only then is the delivery acked. If the broker does not confirm, the job goes back to its queue:
+//! answered later, never lost.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+
+use super::Services;
+use super::decide::{Answer, Decision, Park};
+use crate::broker::{DeadLetter, DeadReason, JobHeaders, PublishError, Publisher};
+use crate::protocol::{ErrorCode, JobKind, JobResult};
+
+/// One delivery, and what settling it needs.
+pub(crate) struct Settle<'a> {
+    pub services: &'a Services,
+    pub publisher: &'a Publisher,
+    pub delivery: &'a Delivery,
+    pub kind: JobKind,
+}
+
+impl Settle<'_> {
+    pub async fn apply(&self, decision: Decision) {
+        match decision {
+            Decision::Answer(answer) => self.answer(answer).await,
+            Decision::Park(park) => self.park(park).await,
+            Decision::Requeue => self.requeue().await,
+        }
+    }
+
+    fn source_queue(&self) -> &str {
+        self.services.names.job_queue(self.kind)
+    }
+
+    /// Publishes the result, dead-letters first if the answer says why, then acks.
+    async fn answer(&self, answer: Box<Answer>) {
+        let Answer {
+            result,
+            headers,
+            dead,
+        } = *answer;
+        log_result(&result, dead);
+        self.services.metrics.job_finished(&result);
+        let body = match serde_json::to_vec(&result) {
+            Ok(body) => body,
+            Err(err) => {
+                tracing::error!(%err, "cannot serialise a result; returning the job to its queue");
+                return self.requeue().await;
+            }
+        };
+        // The dead letter goes first: once a producer sees the result, the copy is already there.
+        if let Some(reason) = dead {
+            let error = result.error.as_ref();
+            let letter = self.dead_letter(
+                &headers,
+                reason,
+                error.map(|e| e.code),
+                error.map(|e| e.message.as_str()),
+                &result,
+            );
+            if let Err(err) = letter.await {
+                return self.ack_or_requeue(Err(err)).await;
+            }
+        }
+        let reply_to = self.reply_to();
+        let settled = match self
+            .publisher
+            .publish(&reply_to, &body, result_properties(self.delivery, &result))
+            .await
+        {
+            Err(PublishError::Unroutable(queue)) if dead.is_none() => {
+                tracing::error!(reply_to = %queue, "result unroutable: no such reply queue; dead-lettering the job");
+                let message = format!("reply_to names no queue: {queue:?}");
+                self.dead_letter(
+                    &headers,
+                    DeadReason::ResultUnroutable,
+                    Some(ErrorCode::ResultUnroutable),
+                    Some(&message),
+                    &result,
+                )
+                .await
+            }
+            Err(PublishError::Unroutable(queue)) => {
+                tracing::error!(reply_to = %queue, "result unroutable; the job is already dead-lettered");
+                Ok(())
+            }
+            other => other,
+        };
+        self.ack_or_requeue(settled).await;
+    }
+
+    /// The queue the producer asked for, or the results queue.
+    fn reply_to(&self) -> String {
+        self.delivery
+            .properties
+            .reply_to()
+            .as_ref()
+            .map(|q| q.to_string())
+            .unwrap_or_else(|| self.services.names.results.clone())
+    }
+
+    async fn dead_letter(
+        &self,
+        headers: &JobHeaders,
+        reason: DeadReason,
+        code: Option<ErrorCode>,
+        message: Option<&str>,
+        result: &JobResult,
+    ) -> Result<(), PublishError> {
+        let table = headers.write(self.delivery.properties.headers().as_ref());
+        let properties = self.delivery.properties.clone().with_headers(table);
+        let letter = DeadLetter {
+            body: &self.delivery.data,
+            properties: &properties,
+            source_queue: self.source_queue(),
+            job_id: result.job_id.as_str(),
+            reason,
+            error_code: code,
+            error_message: message,
+        };
+        self.publisher
+            .dead_letter(&self.services.names.dead, letter)
+            .await
+            .inspect(|()| self.services.metrics.dead_lettered(reason.as_str()))
+    }
+
+    /// Republishes the job, with its headers, to a delay queue or its own queue, then acks. The expiration
+    /// shortens the delay queue's TTL for this message (jitter, short pacing waits).
+    async fn park(&self, park: Park) {
+        let table = park
+            .headers
+            .write(self.delivery.properties.headers().as_ref());
+        let mut properties = self.delivery.properties.clone().with_headers(table);
+        if let Some(wait) = park.expiration {
+            properties = properties.with_expiration(expiration(wait).into());
+        }
+        let parked = self
+            .publisher
+            .publish(&park.queue, &self.delivery.data, properties)
+            .await;
+        if parked.is_ok()
+            && let Some(code) = park.retry_of
+        {
+            self.services.metrics.retried(code);
+        }
+        self.ack_or_requeue(parked).await;
+    }
+
+    async fn ack_or_requeue(&self, settled: Result<(), PublishError>) {
+        match settled {
+            Ok(()) => {
+                if let Err(err) = self.delivery.acker.ack(BasicAckOptions::default()).await {
+                    // The channel is gone: the broker redelivers, and the job may be answered twice.
+                    tracing::warn!(%err, "ack failed after the broker confirmed");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "the broker did not confirm; returning the job to its queue");
+                self.requeue().await;
+            }
+        }
+    }
+
+    async fn requeue(&self) {
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        if let Err(err) = self.delivery.acker.nack(options).await {
+            tracing::warn!(%err, "nack failed; the broker requeues the job when the channel closes");
+        }
+    }
+}
+
+/// The AMQP `expiration` property: milliseconds as a decimal string, at least 1.
+fn expiration(wait: Duration) -> String {
+    wait.as_millis().max(1).to_string()
+}
+
+/// Result messages: JSON, matched to their job by correlation id (the producer's, or the job id).
+fn result_properties(delivery: &Delivery, result: &JobResult) -> BasicProperties {
+    let correlation_id = delivery
+        .properties
+        .correlation_id()
+        .clone()
+        .unwrap_or_else(|| result.job_id.as_str().into());
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_correlation_id(correlation_id)
+        .with_message_id(result.job_id.as_str().into())
+        .with_type(result.kind.as_str().into())
+}
+
+fn log_result(result: &JobResult, dead: Option<DeadReason>) {
+    match (&result.error, dead) {
+        (Some(err), Some(DeadReason::Refused(_))) => {
+            tracing::warn!(code = %err.code, message = %err.message, "malformed job refused")
+        }
+        (Some(err), _) => {
+            tracing::info!(code = %err.code, retryable = err.retryable, message = %err.message, attempts = result.attempts, "job failed")
+        }
+        (None, _) => tracing::info!(status = result.status.as_str(), "job done"),
+    }
+}
