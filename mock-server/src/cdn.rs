@@ -2,8 +2,8 @@
 //!
 //! URL: `{base}/v/t61.24694-24/{id}_{96|640}_{n}_n.jpg?ccb=11-4&oh={32 hex}&oe={HEX unix expiry}`.
 //! `oh` is a keyed hash of the path and `oe`. World pictures are generated from the id (a
-//! gradient in a colour derived from it: 96×96 preview, 640×640 full) and cached; uploaded
-//! pictures are served from memory. Checks, in order: bad/missing `oe` → 403 `Bad URL timestamp`,
+//! gradient in a colour derived from it: 96×96 preview, 640×640 full) and cached (at most
+//! 4096); uploaded pictures are served from [`crate::uploads`]. Checks, in order: bad/missing `oe` → 403 `Bad URL timestamp`,
 //! expired → 403 `URL signature expired`, wrong `oh` → 403 `Bad URL hash`, unknown file → 404.
 
 use std::collections::HashMap;
@@ -32,13 +32,6 @@ pub const PREVIEW_EDGE: u32 = 96;
 /// Edge of generated full pictures.
 pub const FULL_EDGE: u32 = 640;
 const CACHE_MAX: usize = 4096;
-
-/// A picture uploaded through `POST /user/avatar`, as stored (both JPEG).
-#[derive(Debug)]
-pub struct StoredPicture {
-    pub full: Bytes,
-    pub preview: Bytes,
-}
 
 /// The device's own current picture, for `GET /_mock/devices/{id}/avatar`.
 #[derive(Debug, Clone, Serialize)]
@@ -171,47 +164,55 @@ pub async fn serve(
     Path(file): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let q = q.unwrap_or_default();
-    let Some(oe) = query_last(&q, "oe") else {
-        return text(StatusCode::FORBIDDEN, "Bad URL timestamp");
-    };
-    let Ok(expiry) = u64::from_str_radix(&oe, 16) else {
-        return text(StatusCode::FORBIDDEN, "Bad URL timestamp");
-    };
+    picture(&state, &file, &q.unwrap_or_default())
+        .await
+        .unwrap_or_else(|r| r)
+}
+
+/// Checks the signature of a picture URL; returns its id and whether it is the preview.
+fn verify<'a>(state: &AppState, file: &'a str, q: &str) -> Result<(&'a str, bool), Response> {
+    let bad_timestamp = || text(StatusCode::FORBIDDEN, "Bad URL timestamp");
+    let oe = query_last(q, "oe").ok_or_else(bad_timestamp)?;
+    let expiry = u64::from_str_radix(&oe, 16).map_err(|_| bad_timestamp())?;
     if expiry < unix_now() {
-        return text(StatusCode::FORBIDDEN, "URL signature expired");
+        return Err(text(StatusCode::FORBIDDEN, "URL signature expired"));
     }
     let path = format!("{PATH_PREFIX}{file}");
-    if query_last(&q, "oh").as_deref() != Some(state.cdn.sign(&path, &oe).as_str()) {
-        return text(StatusCode::FORBIDDEN, "Bad URL hash");
+    if query_last(q, "oh").as_deref() != Some(state.cdn.sign(&path, &oe).as_str()) {
+        return Err(text(StatusCode::FORBIDDEN, "Bad URL hash"));
     }
     let parts: Vec<&str> = file
         .strip_suffix("_n.jpg")
         .unwrap_or("")
         .split('_')
         .collect();
-    let (id, preview) = match parts.as_slice() {
-        [id, "96", _] => (*id, true),
-        [id, "640", _] => (*id, false),
-        _ => return text(StatusCode::NOT_FOUND, "Not Found"),
-    };
-    if let Some(p) = read(&state.uploads).get(id).cloned() {
-        return jpeg(if preview {
+    match parts.as_slice() {
+        [id, "96", _] => Ok((id, true)),
+        [id, "640", _] => Ok((id, false)),
+        _ => Err(text(StatusCode::NOT_FOUND, "Not Found")),
+    }
+}
+
+async fn picture(state: &AppState, file: &str, q: &str) -> Result<Response, Response> {
+    let (id, preview) = verify(state, file, q)?;
+    let uploaded = read(&state.uploads).get(id);
+    if let Some(p) = uploaded {
+        return Ok(jpeg(if preview {
             p.preview.clone()
         } else {
             p.full.clone()
-        });
+        }));
     }
     if let Some(b) = state.cdn.cached(id, preview) {
-        return jpeg(b);
+        return Ok(jpeg(b));
     }
     let owned = id.to_string();
-    match tokio::task::spawn_blocking(move || generate(&owned, preview)).await {
-        Ok(Ok(bytes)) => {
-            let bytes = Bytes::from(bytes);
-            state.cdn.store(id, preview, bytes.clone());
-            jpeg(bytes)
-        }
-        _ => text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-    }
+    let bytes = tokio::task::spawn_blocking(move || generate(&owned, preview))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(Bytes::from)
+        .ok_or_else(|| text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"))?;
+    state.cdn.store(id, preview, bytes.clone());
+    Ok(jpeg(bytes))
 }

@@ -1,9 +1,10 @@
-//! Runtime configuration: the library [`Config`], the world's [`Shares`], and the
-//! binary's command line ([`Cli`]) with gateway-style `APP_*` environment variables.
+//! Runtime configuration: the library [`Config`] and the world's [`Shares`]. The binary's
+//! command line is [`Cli`] (module `cli`).
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use clap::Parser;
+pub use crate::cli::Cli;
+use crate::faults::Faults;
 
 /// How a JID that was not configured explicitly is distributed over the four outcomes.
 ///
@@ -65,6 +66,11 @@ pub struct Config {
     pub seed: u64,
     /// Outcome shares of the deterministic world.
     pub shares: Shares,
+    /// GOWA's `WHATSAPP_ACCOUNT_VALIDATION` (default true): look user JIDs up on WhatsApp before
+    /// the picture query (400 `INVALID_JID` when not registered or when the lookup fails).
+    pub account_validation: bool,
+    /// Faults at start and after `POST /_mock/reset`.
+    pub faults: Faults,
 }
 
 impl Default for Config {
@@ -77,6 +83,8 @@ impl Default for Config {
             public_url: None,
             seed: 0,
             shares: Shares::default(),
+            account_validation: true,
+            faults: Faults::default(),
         }
     }
 }
@@ -90,84 +98,4 @@ pub fn parse_basic_auth_pair(pair: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((parts[0].to_string(), parts[1].to_string()))
-}
-
-/// Command line of the `mock-server` binary. Every flag has an environment equivalent.
-#[derive(Debug, Parser)]
-#[command(
-    name = "mock-server",
-    version,
-    about = "Emulates the GOWA (go-whatsapp-web-multidevice v9.2.0) avatar API"
-)]
-pub struct Cli {
-    /// Address to listen on.
-    #[arg(long, env = "APP_HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
-    /// Port to listen on.
-    #[arg(long, env = "APP_PORT", default_value_t = 3000)]
-    pub port: u16,
-    /// Basic-auth credentials `user:pass`, comma separated or repeated; none means no auth.
-    #[arg(
-        short = 'b',
-        long = "basic-auth",
-        env = "APP_BASIC_AUTH",
-        value_delimiter = ','
-    )]
-    pub basic_auth: Vec<String>,
-    /// Device ids registered and logged in at start, comma separated.
-    #[arg(long, env = "APP_DEVICES", value_delimiter = ',')]
-    pub devices: Vec<String>,
-    /// Public base URL put into picture URLs (default: http://<bound address>).
-    #[arg(long = "public-url", env = "APP_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// Seed of the deterministic world.
-    #[arg(long, env = "APP_SEED", default_value_t = 0)]
-    pub seed: u64,
-    /// Share of JIDs with a profile picture.
-    #[arg(long = "share-set", env = "APP_SHARE_SET", default_value_t = Shares::default().set)]
-    pub share_set: f64,
-    /// Share of JIDs without a profile picture.
-    #[arg(long = "share-not-set", env = "APP_SHARE_NOT_SET", default_value_t = Shares::default().not_set)]
-    pub share_not_set: f64,
-    /// Share of JIDs whose picture is hidden by privacy settings.
-    #[arg(long = "share-hidden", env = "APP_SHARE_HIDDEN", default_value_t = Shares::default().hidden)]
-    pub share_hidden: f64,
-    /// Share of numbers that are not on WhatsApp.
-    #[arg(
-        long = "share-not-on-whatsapp",
-        env = "APP_SHARE_NOT_ON_WHATSAPP",
-        default_value_t = Shares::default().not_on_whatsapp
-    )]
-    pub share_not_on_whatsapp: f64,
-}
-
-impl Cli {
-    /// Turns the command line into a [`Config`]; errors name the offending value.
-    pub fn into_config(self) -> Result<Config, String> {
-        let mut basic_auth = Vec::new();
-        for pair in self.basic_auth.iter().filter(|p| !p.is_empty()) {
-            basic_auth.push(parse_basic_auth_pair(pair)?);
-        }
-        let shares = Shares {
-            set: self.share_set,
-            not_set: self.share_not_set,
-            hidden: self.share_hidden,
-            not_on_whatsapp: self.share_not_on_whatsapp,
-        };
-        shares.validate()?;
-        Ok(Config {
-            host: self.host,
-            port: self.port,
-            basic_auth,
-            devices: self
-                .devices
-                .into_iter()
-                .map(|d| d.trim().to_string())
-                .filter(|d| !d.is_empty())
-                .collect(),
-            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
-            seed: self.seed,
-            shares,
-        })
-    }
 }

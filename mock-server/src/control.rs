@@ -1,5 +1,6 @@
-//! The control API under `/_mock/` (behind the same Basic auth as the gateway routes).
-//! Answers use the gateway envelope; bad input gives 400 `BAD_REQUEST`, unknown ids 404 `NOT_FOUND`.
+//! The control API under `/_mock/` (the mock's own, behind the same Basic auth as the gateway
+//! routes). Answers use the gateway envelope; bad input gives 400 `BAD_REQUEST`, unknown ids
+//! 404 `NOT_FOUND`.
 
 use std::sync::Arc;
 
@@ -9,9 +10,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::devices::{DeviceState, control_view};
+use crate::devices::{Device, DeviceState};
 use crate::envelope::{reply, success};
 use crate::faults::Faults;
 use crate::jid::world_key;
@@ -20,6 +21,7 @@ use crate::util::query_last;
 use crate::world::{self, Outcome};
 
 type St = State<Arc<AppState>>;
+type Answer = Result<Response, Response>;
 
 fn bad_request(message: &str) -> Response {
     reply(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
@@ -36,6 +38,22 @@ fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| bad_request(&format!("invalid JSON body: {e}")))
 }
 
+fn answer(result: Answer) -> Response {
+    result.unwrap_or_else(|r| r)
+}
+
+/// The JSON view of a slot.
+pub fn device_view(d: &Device) -> Value {
+    json!({
+        "id": d.id,
+        "jid": d.jid,
+        "state": d.state,
+        "display_name": d.display_name,
+        "created_at": d.created_at,
+        "avatar_id": d.avatar.as_ref().map(|a| a.id.clone()),
+    })
+}
+
 /// `POST /_mock/reset`.
 pub async fn reset(State(state): St) -> Response {
     state.reset();
@@ -45,7 +63,7 @@ pub async fn reset(State(state): St) -> Response {
 /// `GET /_mock/devices`.
 pub async fn list_devices(State(state): St) -> Response {
     let devices = read(&state.devices);
-    let items: Vec<_> = devices.list.iter().map(control_view).collect();
+    let items: Vec<_> = devices.list.iter().map(device_view).collect();
     success("Mock devices", Some(&items))
 }
 
@@ -54,34 +72,42 @@ pub async fn list_devices(State(state): St) -> Response {
 struct PutDevice {
     state: Option<DeviceState>,
     jid: Option<String>,
+    display_name: Option<String>,
 }
 
-/// `PUT /_mock/devices/{id}` `{"state": ..., "jid": ...}`: creates (default state `logged_in`,
-/// next default JID) or updates the given fields.
+/// `PUT /_mock/devices/{id}` `{"state", "jid", "display_name"}`: creates (default state
+/// `logged_in`, next default JID) or updates the given fields.
 pub async fn put_device(State(state): St, Path(id): Path<String>, body: Bytes) -> Response {
-    let req: PutDevice = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    answer(save_device(&state, id, &body))
+}
+
+fn save_device(state: &AppState, id: String, body: &[u8]) -> Answer {
+    let req: PutDevice = parse(body)?;
     if let Some(j) = &req.jid
         && (!j.contains('@') || j.trim().is_empty())
     {
-        return bad_request("jid: must be a JID such as 6281234500001:1@s.whatsapp.net.");
+        return Err(bad_request(
+            "jid: must be a JID such as 6281234500001:1@s.whatsapp.net.",
+        ));
     }
     let mut devices = write(&state.devices);
-    let view = match devices.get_mut(&id) {
-        Some(d) => {
-            if let Some(s) = req.state {
-                d.state = s;
-            }
-            if let Some(j) = req.jid {
-                d.jid = j;
-            }
-            control_view(d)
-        }
-        None => control_view(devices.add(id, req.state.unwrap_or(DeviceState::LoggedIn), req.jid)),
-    };
-    success("Mock device saved", Some(&view))
+    if devices.get(&id).is_none() {
+        let state = req.state.unwrap_or(DeviceState::LoggedIn);
+        devices.add(id.clone(), state, req.jid.clone());
+    }
+    let d = devices
+        .get_mut(&id)
+        .ok_or_else(|| not_found(&format!("device {id} not found")))?;
+    if let Some(s) = req.state {
+        d.state = s;
+    }
+    if let Some(j) = req.jid {
+        d.jid = j;
+    }
+    if let Some(n) = req.display_name {
+        d.display_name = Some(n).filter(|n| !n.is_empty());
+    }
+    Ok(success("Mock device saved", Some(&device_view(d))))
 }
 
 /// `DELETE /_mock/devices/{id}`.
@@ -96,13 +122,15 @@ pub async fn delete_device(State(state): St, Path(id): Path<String>) -> Response
 /// `GET /_mock/devices/{id}/avatar`.
 pub async fn device_avatar(State(state): St, Path(id): Path<String>) -> Response {
     let devices = read(&state.devices);
-    match devices.get(&id) {
-        None => not_found(&format!("device {id} not found")),
-        Some(d) => match &d.avatar {
-            None => not_found(&format!("device {id} has no uploaded avatar")),
-            Some(a) => success("Mock device avatar", Some(a.as_ref())),
-        },
-    }
+    let found = devices
+        .get(&id)
+        .ok_or_else(|| not_found(&format!("device {id} not found")))
+        .and_then(|d| {
+            d.avatar
+                .as_ref()
+                .ok_or_else(|| not_found(&format!("device {id} has no uploaded avatar")))
+        });
+    answer(found.map(|a| success("Mock device avatar", Some(a.as_ref()))))
 }
 
 #[derive(Default, Deserialize)]
@@ -112,7 +140,7 @@ struct PutContact {
     id: Option<String>,
 }
 
-fn contact_view(key: &str, outcome: &Outcome, explicit: bool) -> serde_json::Value {
+fn contact_view(key: &str, outcome: &Outcome, explicit: bool) -> Value {
     let (picture, id) = match outcome {
         Outcome::Set { id } => ("set", Some(id.as_str())),
         Outcome::NotSet => ("none", None),
@@ -122,16 +150,22 @@ fn contact_view(key: &str, outcome: &Outcome, explicit: bool) -> serde_json::Val
     json!({ "jid": key, "picture": picture, "id": id, "explicit": explicit })
 }
 
+/// The world key of a control path (trimmed: the control API's own convenience).
+fn contact_key(jid: &str) -> String {
+    world_key(jid.trim())
+}
+
 /// `PUT /_mock/contacts/{phone-or-jid}` `{"picture": "set"|"none"|"hidden"|"not_on_whatsapp", "id": "..."}`.
 /// `id` applies to `set`; without it the world's stable id for that JID is used.
 pub async fn put_contact(State(state): St, Path(jid): Path<String>, body: Bytes) -> Response {
-    let req: PutContact = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let key = world_key(&jid);
+    answer(save_contact(&state, &jid, &body))
+}
+
+fn save_contact(state: &AppState, jid: &str, body: &[u8]) -> Answer {
+    let req: PutContact = parse(body)?;
+    let key = contact_key(jid);
     if key.is_empty() {
-        return bad_request("jid: cannot be blank.");
+        return Err(bad_request("jid: cannot be blank."));
     }
     let outcome = match req.picture.as_deref() {
         Some("set") => {
@@ -140,7 +174,7 @@ pub async fn put_contact(State(state): St, Path(jid): Path<String>, body: Bytes)
                 .filter(|i| !i.is_empty())
                 .unwrap_or_else(|| world::picture_id(state.seed, &key));
             if !id.bytes().all(|b| b.is_ascii_digit()) {
-                return bad_request("id: must be a numeric string.");
+                return Err(bad_request("id: must be a numeric string."));
             }
             Outcome::Set { id }
         }
@@ -148,17 +182,19 @@ pub async fn put_contact(State(state): St, Path(jid): Path<String>, body: Bytes)
         Some("hidden") => Outcome::Hidden,
         Some("not_on_whatsapp") => Outcome::NotOnWhatsapp,
         _ => {
-            return bad_request("picture: must be one of set, none, hidden, not_on_whatsapp.");
+            return Err(bad_request(
+                "picture: must be one of set, none, hidden, not_on_whatsapp.",
+            ));
         }
     };
     let view = contact_view(&key, &outcome, true);
     write(&state.contacts).insert(key, outcome);
-    success("Mock contact saved", Some(&view))
+    Ok(success("Mock contact saved", Some(&view)))
 }
 
 /// `GET /_mock/contacts/{phone-or-jid}`: the effective outcome and whether it is explicit.
 pub async fn get_contact(State(state): St, Path(jid): Path<String>) -> Response {
-    let key = world_key(&jid);
+    let key = contact_key(&jid);
     let explicit = read(&state.contacts).contains_key(&key);
     let outcome = state.lookup(&key);
     success(
@@ -169,7 +205,7 @@ pub async fn get_contact(State(state): St, Path(jid): Path<String>) -> Response 
 
 /// `DELETE /_mock/contacts/{phone-or-jid}`: back to the world's outcome.
 pub async fn delete_contact(State(state): St, Path(jid): Path<String>) -> Response {
-    write(&state.contacts).remove(&world_key(&jid));
+    write(&state.contacts).remove(&contact_key(&jid));
     success::<()>("Mock contact removed", None)
 }
 
@@ -180,15 +216,14 @@ pub async fn get_faults(State(state): St) -> Response {
 
 /// `PUT /_mock/faults`: replaces the settings; omitted fields take their defaults.
 pub async fn put_faults(State(state): St, body: Bytes) -> Response {
-    let f: Faults = match parse(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(e) = f.validate() {
-        return bad_request(&e);
-    }
+    answer(save_faults(&state, &body))
+}
+
+fn save_faults(state: &AppState, body: &[u8]) -> Answer {
+    let f: Faults = parse(body)?;
+    f.validate().map_err(|e| bad_request(&e))?;
     *write(&state.faults) = f;
-    success("Mock faults", Some(&f))
+    Ok(success("Mock faults", Some(&f)))
 }
 
 /// `GET /_mock/requests[?limit=N]`: recorded requests, newest last.

@@ -114,15 +114,6 @@ pub fn success<T: Serialize>(message: &str, results: Option<&T>) -> Response {
     }
 }
 
-/// 500 `INTERNAL_SERVER_ERROR`: what the gateway's recovery middleware makes of an untyped error.
-pub fn internal(message: &str) -> Response {
-    reply(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL_SERVER_ERROR",
-        message,
-    )
-}
-
 /// A Fiber plain-text answer such as `Unauthorized` or `Request Entity Too Large`.
 pub fn text(status: StatusCode, body: &'static str) -> Response {
     let mut resp = (status, body).into_response();

@@ -77,8 +77,9 @@ pub fn parse_jid(arg: &str) -> Result<Jid, String> {
         if colons.len() > 2 {
             return fail("unexpected number of colons in JID".into());
         }
+        // whatsmeow's types.ParseJID says "device" for the agent too.
         if let Err(e) = go_atoi(colons[0]) {
-            return fail(format!("failed to parse agent from JID: {e}"));
+            return fail(format!("failed to parse device from JID: {e}"));
         }
         if colons.len() == 2 {
             if let Err(e) = go_atoi(colons[1]) {
@@ -105,9 +106,10 @@ pub fn parse_jid(arg: &str) -> Result<Jid, String> {
 
 /// The key under which the mock world stores a target: the sanitised value with one leading `+`
 /// removed and, for user/LID JIDs, any agent/device suffix (`.0`, `:12`) dropped, so
-/// `+6281@s.whatsapp.net`, `6281` and `6281:3@s.whatsapp.net` are the same contact.
+/// `+6281@s.whatsapp.net`, `6281` and `6281:3@s.whatsapp.net` are the same contact. Nothing is
+/// trimmed: ` 6281` (a raw `+` in a query) is another, unregistrable, user.
 pub fn world_key(phone_or_jid: &str) -> String {
-    let s = sanitize_phone(phone_or_jid.trim());
+    let s = sanitize_phone(phone_or_jid);
     let s = s.strip_prefix('+').unwrap_or(&s);
     match s.split_once('@') {
         Some((user, server)) if server == USER_SERVER || server == LID_SERVER => {
@@ -149,6 +151,10 @@ mod tests {
             parse_jid("x.y.z@s.whatsapp.net").unwrap_err(),
             "invalid JID x.y.z@s.whatsapp.net: unexpected number of dots in JID"
         );
+        assert_eq!(
+            parse_jid("62.x@s.whatsapp.net").unwrap_err(),
+            "invalid JID 62.x@s.whatsapp.net: failed to parse device from JID: strconv.Atoi: parsing \"x\": invalid syntax"
+        );
         assert_eq!(parse_jid("+62@s.whatsapp.net").unwrap().user, "62");
         assert_eq!(
             parse_jid("62:12@s.whatsapp.net").unwrap().device.as_deref(),
@@ -161,5 +167,6 @@ mod tests {
         assert_eq!(world_key("+6281"), "6281@s.whatsapp.net");
         assert_eq!(world_key("6281:3@s.whatsapp.net"), "6281@s.whatsapp.net");
         assert_eq!(world_key("123-456@g.us"), "123-456@g.us");
+        assert_eq!(world_key(" 6281"), " 6281@s.whatsapp.net", "no trimming");
     }
 }

@@ -2,15 +2,10 @@
 
 use clap::Parser;
 use mock_server::config::Cli;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    mock_server::logging::init();
     let config = Cli::parse().into_config().map_err(anyhow::Error::msg)?;
     let server = mock_server::spawn(config).await?;
     tracing::info!(url = %server.base_url(), "ready");

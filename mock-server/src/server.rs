@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::Response;
+use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::avatar::BODY_LIMIT;
 use crate::config::Config;
-use crate::envelope::{TEXT_CONTENT_TYPE, json_response, text};
+use crate::envelope::text;
+use crate::routes::{self, BODY_LIMIT};
 use crate::state::AppState;
-use crate::{auth, avatar, cdn, control, devices, requests_log};
+use crate::{auth, cdn, control, cors, requests_log};
 
 /// How long [`MockServer::shutdown`] lets requests in flight (e.g. an injected timeout) finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -84,6 +84,7 @@ impl Drop for MockServer {
     }
 }
 
+/// fasthttp refuses a body over the limit before any handler runs (even before auth).
 async fn body_limit(req: Request, next: Next) -> Response {
     let too_big = req
         .headers()
@@ -97,44 +98,19 @@ async fn body_limit(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn not_found(method: Method, uri: Uri) -> Response {
-    let body = format!("Cannot {} {}", method, uri.path());
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
-        body,
-    )
-        .into_response()
-}
-
 async fn method_not_allowed() -> Response {
     text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
-async fn health() -> Response {
-    json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
-}
-
-/// The full router over a state (exposed for embedding; [`spawn`] is the usual entry point).
-pub fn router(state: Arc<AppState>) -> Router {
+/// The mock's own routes: the control API and the picture CDN.
+fn mock_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/health", get(health))
-        .route(
-            "/user/avatar",
-            get(avatar::get_avatar).post(avatar::post_avatar),
-        )
-        .route("/devices", get(devices::list).post(devices::add))
-        .route(
-            "/devices/{id}",
-            get(devices::get_info).delete(devices::remove),
-        )
-        .route("/devices/{id}/status", get(devices::get_status))
         .route(&format!("{}{{file}}", cdn::PATH_PREFIX), get(cdn::serve))
-        .route("/_mock/reset", axum::routing::post(control::reset))
+        .route("/_mock/reset", post(control::reset))
         .route("/_mock/devices", get(control::list_devices))
         .route(
             "/_mock/devices/{id}",
-            axum::routing::put(control::put_device).delete(control::delete_device),
+            put(control::put_device).delete(control::delete_device),
         )
         .route("/_mock/devices/{id}/avatar", get(control::device_avatar))
         .route(
@@ -151,13 +127,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/_mock/requests",
             get(control::get_requests).delete(control::clear_requests),
         )
-        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The full router over a state (exposed for embedding; [`spawn`] is the usual entry point).
+/// Layers, outermost first: request log, body limit, CORS, Basic auth; every path that is not
+/// the mock's own goes to [`routes::gateway`].
+pub fn router(state: Arc<AppState>) -> Router {
+    mock_routes()
+        .fallback(routes::gateway)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::basic_auth,
         ))
+        .layer(middleware::from_fn(cors::cors))
         .layer(middleware::from_fn(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -169,6 +153,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Binds `config.host:config.port` (port 0 = ephemeral) and serves in a background task.
 pub async fn spawn(config: Config) -> Result<MockServer, MockError> {
     config.shares.validate().map_err(MockError::Config)?;
+    config.faults.validate().map_err(MockError::Config)?;
     for (user, _) in &config.basic_auth {
         if user.contains(':') {
             return Err(MockError::Config(format!(

@@ -1,32 +1,40 @@
 //! Shared server state. Locks are std locks held only for a lookup or an update.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::cdn::{Cdn, StoredPicture};
+use crate::cdn::Cdn;
 use crate::config::{Config, Shares};
 use crate::devices::Devices;
 use crate::faults::Faults;
 use crate::requests_log::RequestLog;
+use crate::upload::DecodeGate;
+use crate::uploads::Uploads;
 use crate::world::{self, Outcome};
 
 /// Everything a handler needs.
 pub struct AppState {
     pub seed: u64,
     pub shares: Shares,
+    /// `WHATSAPP_ACCOUNT_VALIDATION`: whether user JIDs are looked up before the picture query.
+    pub account_validation: bool,
     /// Base of picture URLs, without a trailing `/`.
     pub public_base: String,
     /// Basic-auth user → password (last pair wins).
     pub auth: HashMap<String, String>,
     pub initial_devices: Vec<String>,
+    /// Faults at start and after `POST /_mock/reset`.
+    pub initial_faults: Faults,
     pub devices: RwLock<Devices>,
     /// Explicit contacts, keyed by [`crate::jid::world_key`].
     pub contacts: RwLock<HashMap<String, Outcome>>,
-    /// Uploaded pictures by picture id.
-    pub uploads: RwLock<HashMap<String, Arc<StoredPicture>>>,
+    /// Uploaded pictures by picture id (bounded).
+    pub uploads: RwLock<Uploads>,
     pub faults: RwLock<Faults>,
     pub log: RequestLog,
     pub cdn: Cdn,
+    /// Bounds concurrent upload decodes.
+    pub decodes: DecodeGate,
 }
 
 /// Read lock that ignores poisoning (no handler panics while holding one).
@@ -44,15 +52,18 @@ impl AppState {
         AppState {
             seed: config.seed,
             shares: config.shares,
+            account_validation: config.account_validation,
             public_base,
             auth: config.basic_auth.iter().cloned().collect(),
             initial_devices: config.devices.clone(),
+            initial_faults: config.faults,
             devices: RwLock::new(Devices::new(&config.devices)),
             contacts: RwLock::new(HashMap::new()),
-            uploads: RwLock::new(HashMap::new()),
-            faults: RwLock::new(Faults::default()),
+            uploads: RwLock::new(Uploads::default()),
+            faults: RwLock::new(config.faults),
             log: RequestLog::default(),
             cdn: Cdn::new(config.seed),
+            decodes: DecodeGate::default(),
         }
     }
 
@@ -69,12 +80,12 @@ impl AppState {
         *read(&self.faults)
     }
 
-    /// `POST /_mock/reset`: initial devices, no contacts, uploads, faults or log entries.
+    /// `POST /_mock/reset`: initial devices and faults, no contacts, uploads or log entries.
     pub fn reset(&self) {
         *write(&self.devices) = Devices::new(&self.initial_devices);
         write(&self.contacts).clear();
         write(&self.uploads).clear();
-        *write(&self.faults) = Faults::default();
+        *write(&self.faults) = self.initial_faults;
         self.log.clear();
     }
 }

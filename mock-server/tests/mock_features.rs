@@ -62,12 +62,15 @@ async fn upload_then_own_avatar_changes_and_is_centre_cropped() {
     let new_id = str_at(r, "/id").to_string();
     assert_ne!(new_id, "1111111111");
 
-    // The own JID (bare or AD form) now returns the new picture.
-    for phone in ["6281234500001", "6281234500001%3A1%40s.whatsapp.net"] {
+    // The own JID now returns the new picture. Its AD form is looked up as sent (`+628…:1`), and
+    // the mock's WhatsApp does not know that number, as GOWA's `IsOnWhatsapp` would find.
+    for phone in ["6281234500001", "6281234500001%40s.whatsapp.net"] {
         let (status, v) = get_avatar(&s, &format!("phone={phone}"), Some("dev1")).await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(str_at(&v, "/results/id"), new_id);
     }
+    let (status, v) = get_avatar(&s, "phone=6281234500001%3A1%40s.whatsapp.net", None).await;
+    assert_eq!((status, str_at(&v, "/code")), (400, "INVALID_JID"), "{v}");
     let (_, v) = get_avatar(&s, "phone=6281234500001", Some("dev1")).await;
     let (status, ct, bytes) = fetch(str_at(&v, "/results/url")).await;
     assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
