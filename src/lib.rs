@@ -2,16 +2,19 @@
 //! WhatsApp device, and publishes a result envelope.
 //!
 //! Where things are:
+//! - [`app`]: the worker assembled from its settings (backend, metrics, job loop, admin server), as
+//!   `avatar-worker run` and the tests start it.
 //! - [`protocol`]: the wire contract (jobs in, results out), parsed and validated once.
-//! - [`worker`]: the job loop. A job enters in `worker::session`, is routed (redelivery guard, pacing,
-//!   retries) in `worker::delivery`, executed in `worker::execute`, and its result leaves (publish,
-//!   confirm, dead letter, ack) in `worker::reply`.
-//! - [`broker`]: RabbitMQ connection, topology and confirmed publishing.
+//! - [`worker`]: the job loop. A job **enters** in `worker::session`, is **routed** in `worker::delivery`
+//!   by the rules of `worker::decide` (refuse, redelivery bound, pacing, retry or answer), is executed in
+//!   `worker::execute`, and its result **leaves** (publish, confirm, dead letter, ack) in `worker::settle`.
+//! - [`broker`]: RabbitMQ: connection, queue names and topology, the retry policy of the delay queues,
+//!   the `x-avatar-*` headers, confirmed publishing and dead letters.
 //! - [`backend`]: where WhatsApp work happens; [`backend::GatewayBackend`] talks to a GOWA gateway, and
 //!   with feature `native`, `backend::native` holds sessions in-process; [`backend::build`] picks per device.
 //! - [`devices`]: per-device pacing, concurrency caps and update order.
 //! - [`image`]: preparing update pictures.
-//! - [`settings`]: layered configuration.
+//! - [`settings`]: layered configuration, checked once.
 //! - [`shutdown`]: the one signal every part stops on.
 //! - [`client`]: the producer side: publish jobs, wait for results.
 //! - [`ops`]: metrics, readiness and the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).

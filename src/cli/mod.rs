@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AVATAR_WORKER_CONFIG")]
     config: Option<PathBuf>,
     /// Overrides `log.format`.
-    #[arg(long, global = true, value_parser = parse_log_format)]
+    #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
@@ -54,14 +54,6 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Link a device to a WhatsApp account for the native backend (QR code, or pair code with --phone).
     Pair(pair::PairArgs),
-}
-
-fn parse_log_format(value: &str) -> Result<LogFormat, String> {
-    match value {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        other => Err(format!("{other:?}: expected text or json")),
-    }
 }
 
 /// A producer connection with the configured broker and queue names.

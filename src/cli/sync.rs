@@ -16,7 +16,7 @@ pub struct SyncArgs {
     /// with the same fields (`.jsonl`, `.ndjson`).
     input: PathBuf,
     /// The input format, when the extension does not tell.
-    #[arg(long, value_parser = parse_format)]
+    #[arg(long, value_enum)]
     format: Option<InputFormat>,
     /// The device for rows without a device_id.
     #[arg(long)]
@@ -42,14 +42,6 @@ pub struct SyncArgs {
     /// Give up when no result arrives for this many seconds while rows are outstanding.
     #[arg(long, default_value_t = 600)]
     idle_timeout: u64,
-}
-
-fn parse_format(value: &str) -> Result<InputFormat, String> {
-    match value {
-        "csv" => Ok(InputFormat::Csv),
-        "jsonl" => Ok(InputFormat::Jsonl),
-        other => Err(format!("{other:?}: expected csv or jsonl")),
-    }
 }
 
 pub async fn sync(settings: &Settings, args: SyncArgs) -> anyhow::Result<()> {

@@ -1,57 +1,52 @@
 use serde::{Deserialize, Serialize};
 
-/// Why a job ended in `status: "error"`. The names are part of the wire contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    InvalidJob,
-    InvalidPhone,
-    NotOnWhatsapp,
-    DeviceRequired,
-    DeviceNotFound,
-    DeviceNotLoggedIn,
-    DeviceDisconnected,
-    RateLimited,
-    Timeout,
-    GatewayUnauthorized,
-    GatewayUnreachable,
-    GatewayError,
-    DownloadFailed,
-    InvalidImage,
-    ImageTooLarge,
-    ImageUrlForbidden,
-    ImageFetchFailed,
-    ResultUnroutable,
-    RedeliveryLimit,
-    Superseded,
-    Internal,
+/// Declares [`ErrorCode`] from one list: each variant with its wire name, so the enum, [`ErrorCode::ALL`]
+/// and [`ErrorCode::as_str`] cannot drift apart.
+macro_rules! error_codes {
+    ($($variant:ident => $name:literal,)+) => {
+        /// Why a job ended in `status: "error"`. The names are part of the wire contract.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorCode {
+            $(#[serde(rename = $name)] $variant,)+
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidJob => "invalid_job",
+    InvalidPhone => "invalid_phone",
+    NotOnWhatsapp => "not_on_whatsapp",
+    DeviceRequired => "device_required",
+    DeviceNotFound => "device_not_found",
+    DeviceNotLoggedIn => "device_not_logged_in",
+    DeviceDisconnected => "device_disconnected",
+    RateLimited => "rate_limited",
+    Timeout => "timeout",
+    GatewayUnauthorized => "gateway_unauthorized",
+    GatewayUnreachable => "gateway_unreachable",
+    GatewayError => "gateway_error",
+    DownloadFailed => "download_failed",
+    InvalidImage => "invalid_image",
+    ImageTooLarge => "image_too_large",
+    ImageUrlForbidden => "image_url_forbidden",
+    ImageFetchFailed => "image_fetch_failed",
+    ResultUnroutable => "result_unroutable",
+    RedeliveryLimit => "redelivery_limit",
+    Superseded => "superseded",
+    Internal => "internal",
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
-        ErrorCode::InvalidJob,
-        ErrorCode::InvalidPhone,
-        ErrorCode::NotOnWhatsapp,
-        ErrorCode::DeviceRequired,
-        ErrorCode::DeviceNotFound,
-        ErrorCode::DeviceNotLoggedIn,
-        ErrorCode::DeviceDisconnected,
-        ErrorCode::RateLimited,
-        ErrorCode::Timeout,
-        ErrorCode::GatewayUnauthorized,
-        ErrorCode::GatewayUnreachable,
-        ErrorCode::GatewayError,
-        ErrorCode::DownloadFailed,
-        ErrorCode::InvalidImage,
-        ErrorCode::ImageTooLarge,
-        ErrorCode::ImageUrlForbidden,
-        ErrorCode::ImageFetchFailed,
-        ErrorCode::ResultUnroutable,
-        ErrorCode::RedeliveryLimit,
-        ErrorCode::Superseded,
-        ErrorCode::Internal,
-    ];
-
     /// Whether the cause is usually transient, so the same job may succeed later.
     pub fn is_transient(self) -> bool {
         matches!(
@@ -64,32 +59,6 @@ impl ErrorCode {
                 | ErrorCode::DownloadFailed
                 | ErrorCode::ImageFetchFailed
         )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidJob => "invalid_job",
-            ErrorCode::InvalidPhone => "invalid_phone",
-            ErrorCode::NotOnWhatsapp => "not_on_whatsapp",
-            ErrorCode::DeviceRequired => "device_required",
-            ErrorCode::DeviceNotFound => "device_not_found",
-            ErrorCode::DeviceNotLoggedIn => "device_not_logged_in",
-            ErrorCode::DeviceDisconnected => "device_disconnected",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::GatewayUnauthorized => "gateway_unauthorized",
-            ErrorCode::GatewayUnreachable => "gateway_unreachable",
-            ErrorCode::GatewayError => "gateway_error",
-            ErrorCode::DownloadFailed => "download_failed",
-            ErrorCode::InvalidImage => "invalid_image",
-            ErrorCode::ImageTooLarge => "image_too_large",
-            ErrorCode::ImageUrlForbidden => "image_url_forbidden",
-            ErrorCode::ImageFetchFailed => "image_fetch_failed",
-            ErrorCode::ResultUnroutable => "result_unroutable",
-            ErrorCode::RedeliveryLimit => "redelivery_limit",
-            ErrorCode::Superseded => "superseded",
-            ErrorCode::Internal => "internal",
-        }
     }
 }
 
@@ -144,7 +113,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_serde() {
-        for code in ErrorCode::ALL {
+        for &code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);

@@ -6,14 +6,14 @@
 //! what makes `--resume` exact after a crash.
 //!
 //! Files: [`input`] reads the contact list, [`plan`] decides what to ask, the client's batch asks it,
-//! `answer` and [`store`] turn results into records and files, [`output`] writes them, [`summary`]
+//! `keep` and [`store`] turn results into records and files, [`output`] writes them, [`summary`]
 //! counts them and [`progress`] shows the way.
 
 #![warn(missing_docs)]
 
-mod answer;
 mod error;
 pub mod input;
+mod keep;
 pub mod output;
 pub mod plan;
 pub mod progress;
@@ -95,9 +95,9 @@ pub async fn execute(
         let Some((key, previous_file)) = owed.remove(&result.job_id) else {
             continue;
         };
-        let answer = answer::answer(key, previous_file, &result, store.as_ref())?;
-        output.append(&answer.record)?;
-        summary.add(&answer.record, answer.stored.as_ref(), answer.store_failed);
+        let kept = keep::keep(key, previous_file, &result, store.as_ref())?;
+        output.append(&kept.record)?;
+        summary.add(&kept.record, kept.stored.as_ref(), kept.store_failed);
         progress.inc();
     }
     progress.finish();

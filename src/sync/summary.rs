@@ -77,7 +77,7 @@ impl std::fmt::Display for Summary {
         for status in STATUSES {
             row(f, &format!("  {}", status.as_str()), self.count(status))?;
             if status == Status::Error {
-                for code in ErrorCode::ALL {
+                for &code in ErrorCode::ALL {
                     if let Some(n) = self.by_error.get(&code) {
                         row(f, &format!("    {code}"), *n)?;
                     }

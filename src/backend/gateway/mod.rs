@@ -1,6 +1,6 @@
 //! The GOWA (go-whatsapp-web-multidevice) HTTP gateway: `GET/POST /user/avatar`, Basic auth, `X-Device-Id`.
 
-mod answer;
+mod classify;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::ops::metrics::GatewayOp;
 use crate::protocol::{DeviceId, ErrorCode, JobError};
 use crate::settings::{GatewayProfile, GatewaySettings};
 
-pub use answer::{classify_get, classify_set};
+pub use classify::{classify_get, classify_set};
 
 /// One gateway instance, with its Authorization header built once and marked sensitive so it never
 /// shows up in debug output.

@@ -12,7 +12,7 @@ use crate::protocol::{DeviceId, Phone};
 use super::SyncError;
 
 /// How the input file is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
     /// Comma-separated with a header row.
     Csv,

@@ -1,4 +1,4 @@
-//! Turning one result into the row's record, storing the picture on the way.
+//! Keeping one result: the row's record, and its picture stored on the way.
 
 use super::SyncError;
 use super::record::{Record, RowKey};
@@ -6,18 +6,18 @@ use super::store::{PictureStore, Stored};
 use crate::protocol::{JobResult, Status};
 
 /// The record of a row, and what storing its picture did.
-pub(super) struct Answer {
+pub(super) struct Kept {
     pub record: Record,
     pub stored: Option<Stored>,
     pub store_failed: bool,
 }
 
-pub(super) fn answer(
+pub(super) fn keep(
     key: RowKey,
     previous_file: Option<String>,
     result: &JobResult,
     store: Option<&PictureStore>,
-) -> Result<Answer, SyncError> {
+) -> Result<Kept, SyncError> {
     let mut record = Record {
         line: key.line,
         phone: key.phone,
@@ -50,7 +50,7 @@ pub(super) fn answer(
         (Status::Unchanged, _) => record.file = previous_file,
         _ => {}
     }
-    Ok(Answer {
+    Ok(Kept {
         record,
         stored,
         store_failed,

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use crate::backend::Lookup;
 use crate::protocol::{AvatarInfo, ErrorCode, JobError};
 
-/// `{"code", "message", "results"?}`: the gateway's JSON envelope.
+/// `{"code", "message", "results"?}`: the gateway's JSON reply.
 #[derive(Debug, Deserialize)]
-struct Envelope {
+struct Reply {
     code: String,
     #[serde(default)]
     message: String,
@@ -18,9 +18,9 @@ struct Envelope {
 
 /// The answer to `GET /user/avatar`.
 pub fn classify_get(status: u16, content_type: &str, body: &[u8]) -> Result<Lookup, JobError> {
-    let envelope = envelope(status, content_type, body)?;
-    if status == 200 && envelope.code == "SUCCESS" {
-        let info: AvatarInfo = envelope
+    let reply = reply(status, content_type, body)?;
+    if status == 200 && reply.code == "SUCCESS" {
+        let info: AvatarInfo = reply
             .results
             .and_then(|results| serde_json::from_value(results).ok())
             .ok_or_else(|| {
@@ -32,8 +32,8 @@ pub fn classify_get(status: u16, content_type: &str, body: &[u8]) -> Result<Look
             })?;
         return Ok(Lookup::Picture(info));
     }
-    let message = envelope.message.as_str();
-    if status == 500 && envelope.code == "INTERNAL_SERVER_ERROR" {
+    let message = reply.message.as_str();
+    if status == 500 && reply.code == "INTERNAL_SERVER_ERROR" {
         if message.contains("does not have a profile picture") || message == "no avatar found" {
             return Ok(Lookup::NotSet);
         }
@@ -41,26 +41,26 @@ pub fn classify_get(status: u16, content_type: &str, body: &[u8]) -> Result<Look
             return Ok(Lookup::Hidden);
         }
     }
-    Err(error_from(status, &envelope))
+    Err(error_from(status, &reply))
 }
 
 /// The answer to `POST /user/avatar`.
 pub fn classify_set(status: u16, content_type: &str, body: &[u8]) -> Result<(), JobError> {
-    let envelope = envelope(status, content_type, body)?;
-    if status == 200 && envelope.code == "SUCCESS" {
+    let reply = reply(status, content_type, body)?;
+    if status == 200 && reply.code == "SUCCESS" {
         return Ok(());
     }
-    Err(error_from(status, &envelope))
+    Err(error_from(status, &reply))
 }
 
-/// Parses the JSON envelope, or explains a non-JSON answer (Basic-auth failures, proxies, body limits).
-fn envelope(status: u16, content_type: &str, body: &[u8]) -> Result<Envelope, JobError> {
+/// Parses the JSON reply, or explains a non-JSON answer (Basic-auth failures, proxies, body limits).
+fn reply(status: u16, content_type: &str, body: &[u8]) -> Result<Reply, JobError> {
     let is_json = content_type.starts_with("application/json");
-    if let Some(envelope) = is_json
-        .then(|| serde_json::from_slice::<Envelope>(body).ok())
+    if let Some(reply) = is_json
+        .then(|| serde_json::from_slice::<Reply>(body).ok())
         .flatten()
     {
-        return Ok(envelope);
+        return Ok(reply);
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(200)])
         .trim()
@@ -90,10 +90,10 @@ fn envelope(status: u16, content_type: &str, body: &[u8]) -> Result<Envelope, Jo
     Err(error)
 }
 
-fn error_from(status: u16, envelope: &Envelope) -> JobError {
-    let message = envelope.message.as_str();
-    let said = format!("gateway answered {status} {}: {message}", envelope.code);
-    let code = match (status, envelope.code.as_str()) {
+fn error_from(status: u16, reply: &Reply) -> JobError {
+    let message = reply.message.as_str();
+    let said = format!("gateway answered {status} {}: {message}", reply.code);
+    let code = match (status, reply.code.as_str()) {
         (_, "VALIDATION_ERROR") => ErrorCode::InvalidPhone,
         (_, "INVALID_JID") if message.contains("is not on whatsapp") => ErrorCode::NotOnWhatsapp,
         (_, "INVALID_JID") => ErrorCode::InvalidPhone,
