@@ -368,8 +368,8 @@ async fn pairing_never_replaces_a_paired_session_without_force() {
     let dir = tempfile::tempdir().unwrap();
     paired_sqlite_store(dir.path(), "linked", "15550000006@s.whatsapp.net").await;
     // In-process: the refusal comes before any connection. (The binary's own refusal of a locked store is
-    // shown in `a_session_store_has_one_owner`; only one test here starts processes, because a child
-    // briefly shares this process's open lock files while it starts.)
+    // shown in `a_session_store_has_one_owner`.) The store is locked, released and locked again here
+    // while other tests spawn processes: see `a_released_store_lock_is_free_even_while_children_are_being_spawned`.
     let options = PairOptions {
         device: device("linked"),
         phone: None,
@@ -458,5 +458,46 @@ async fn the_configured_backend_routes_each_device_without_the_worker_knowing() 
     assert_eq!(
         backend.get_avatar(None, &request).await.unwrap_err().code,
         ErrorCode::DeviceNotLoggedIn
+    );
+}
+
+/// A process being spawned holds a duplicate of every descriptor of this one until it execs (CLOEXEC
+/// only acts at exec). Were a released lock merely closed, such a duplicate would keep it held for those
+/// milliseconds and a re-acquisition would be refused with this process's own pid: the cause of a
+/// once-flaky `pairing_never_replaces_a_paired_session_without_force`. Unlocked explicitly, it is free.
+#[test]
+fn a_released_store_lock_is_free_even_while_children_are_being_spawned() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = StorePath::new(dir.path(), &device("spawning"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawned = Arc::new(AtomicUsize::new(0));
+    let spawner = std::thread::spawn({
+        let (stop, spawned) = (stop.clone(), spawned.clone());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::process::Command::new("true").status();
+                spawned.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let mut refused = Vec::new();
+    let mut rounds = 0;
+    // Before the fix, most rounds were refused while children were spawning.
+    while rounds < 300 || spawned.load(Ordering::Relaxed) < 20 {
+        match StoreLock::acquire(&path) {
+            Ok(lock) => drop(lock),
+            Err(err) => refused.push(err.to_string()),
+        }
+        rounds += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    spawner.join().unwrap();
+    assert!(
+        refused.is_empty(),
+        "{} of {rounds} refused: {:?}",
+        refused.len(),
+        refused.first()
     );
 }
