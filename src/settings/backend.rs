@@ -75,7 +75,8 @@ impl BackendSettings {
     }
 }
 
-/// Sessions held in this process (whatsapp-rust): where their stores live and how long a call may take.
+/// Sessions held in this process (whatsapp-rust): where their stores live, how long a call may take, and how
+/// long a number's "on WhatsApp" answer is kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NativeSettings {
@@ -85,6 +86,8 @@ pub struct NativeSettings {
     pub fetch_timeout_ms: u64,
     /// Deadline of setting the own picture (an upload of up to a few hundred KiB).
     pub update_timeout_ms: u64,
+    /// How long the answer of an "is this number on WhatsApp" check is kept, per number; 0 keeps none.
+    pub on_whatsapp_cache_ms: u64,
 }
 
 impl Default for NativeSettings {
@@ -93,6 +96,7 @@ impl Default for NativeSettings {
             sessions_dir: PathBuf::from("sessions"),
             fetch_timeout_ms: 5_000,
             update_timeout_ms: 30_000,
+            on_whatsapp_cache_ms: 86_400_000,
         }
     }
 }
@@ -109,6 +113,12 @@ impl NativeSettings {
             if value == 0 || value > 120_000 {
                 return Err(invalid(key, "must be between 1 and 120000"));
             }
+        }
+        if self.on_whatsapp_cache_ms > 604_800_000 {
+            return Err(invalid(
+                "native.on_whatsapp_cache_ms",
+                "must be at most 604800000 (7 days)",
+            ));
         }
         Ok(())
     }

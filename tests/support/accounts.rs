@@ -1,7 +1,12 @@
-//! Session stores that look paired (what `avatar-worker pair` leaves behind), made offline.
+//! Session stores that look paired (what `avatar-worker pair` leaves behind), made offline, and a
+//! transport that never reaches WhatsApp, so a started session runs its real loop without a network.
+
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
+use avatar_worker::backend::native::ClientOptions;
+use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::wacore::store::traits::{Backend, DeviceStore};
 use whatsapp_rust::wacore::store::{Device, InMemoryBackend};
 
@@ -16,4 +21,32 @@ pub async fn paired_memory_store(pn: &str) -> Arc<dyn Backend> {
     let store = InMemoryBackend::new();
     pair_store(&store, pn).await;
     Arc::new(store)
+}
+
+/// Every connection attempt fails at once, as with no network at all.
+pub struct Offline;
+
+#[whatsapp_rust::async_trait]
+impl TransportFactory for Offline {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn Transport>,
+            whatsapp_rust::async_channel::Receiver<TransportEvent>,
+        ),
+        whatsapp_rust::anyhow::Error,
+    > {
+        Err(whatsapp_rust::anyhow::anyhow!(
+            "offline: this test never reaches WhatsApp"
+        ))
+    }
+}
+
+/// Clients that never reach WhatsApp: no transport, and no web-version fetch.
+pub fn offline() -> ClientOptions {
+    ClientOptions {
+        transport: Some(Arc::new(Offline)),
+        version: Some((2, 3000, 1_000_000_000)),
+    }
 }
