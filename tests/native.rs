@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use avatar_worker::backend::native::pair::{self, PairOptions};
+use avatar_worker::backend::native::pair::{self, Notice, PairOptions};
 use avatar_worker::backend::native::{
     Connect, NativeBackend, NativeError, SessionRegistry, SessionState, StoreLock, StorePath,
     Stores, answer, check_upload, picture, registration,
@@ -725,13 +725,11 @@ async fn pairing_never_replaces_a_paired_session_without_force() {
     // shown in `a_session_store_has_one_owner`.) The store is locked, released and locked again here
     // while other tests spawn processes: see `a_released_store_lock_is_free_even_while_children_are_being_spawned`.
     let options = PairOptions {
-        device: device("linked"),
-        phone: None,
-        force: false,
         timeout: Duration::from_secs(5),
+        ..PairOptions::new(device("linked"))
     };
-    let refused = pair::pair(dir.path(), options, |prompt| {
-        panic!("no pairing may start: {prompt:?}")
+    let refused = pair::pair(dir.path(), options, |notice| {
+        panic!("no pairing may start: {notice:?}")
     })
     .await
     .expect_err("refused");
@@ -748,6 +746,45 @@ async fn pairing_never_replaces_a_paired_session_without_force() {
     assert_eq!(
         session.client().unwrap().pn().unwrap().user.to_string(),
         "15550000006"
+    );
+}
+
+/// `--force` logs the old device out first. Offline it cannot, and says so; the keys are deleted
+/// anyway and a new pairing starts (which nobody completes here).
+#[tokio::test]
+async fn pairing_with_force_tries_to_log_the_old_device_out_and_says_when_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    paired_sqlite_store(dir.path(), "moving", "15550000008@s.whatsapp.net").await;
+    let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let options = PairOptions {
+        force: true,
+        timeout: Duration::from_secs(1),
+        logout_timeout: Duration::from_secs(1),
+        client: offline(),
+        ..PairOptions::new(device("moving"))
+    };
+    let seen = notices.clone();
+    let outcome = pair::pair(dir.path(), options, move |notice| {
+        seen.lock().unwrap().push(notice)
+    })
+    .await;
+    let message = outcome.expect_err("nobody scans offline").to_string();
+    assert!(message.contains("not linked within 1 s"), "{message}");
+    let notices = notices.lock().unwrap().clone();
+    assert_eq!(
+        notices,
+        [Notice::OldDeviceNotLoggedOut {
+            account: "15550000008@s.whatsapp.net".into(),
+            why: "it did not connect to WhatsApp within 1 s".into(),
+        }]
+    );
+    // The old keys are gone: the store is no longer paired.
+    let registry = SessionRegistry::open_dir(dir.path(), &[device("moving")], Connect::Never, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.get(&device("moving")).unwrap().state(),
+        SessionState::NotPaired
     );
 }
 

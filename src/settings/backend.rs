@@ -75,8 +75,8 @@ impl BackendSettings {
     }
 }
 
-/// Sessions held in this process (whatsapp-rust): where their stores live, how long a call may take, and how
-/// long a number's "on WhatsApp" answer is kept.
+/// Sessions held in this process (whatsapp-rust): where their stores live, how long a call may take, how
+/// long a number's "on WhatsApp" answer is kept, and the name a newly linked device shows on the phone.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NativeSettings {
@@ -88,6 +88,8 @@ pub struct NativeSettings {
     pub update_timeout_ms: u64,
     /// How long the answer of an "is this number on WhatsApp" check is kept, per number; 0 keeps none.
     pub on_whatsapp_cache_ms: u64,
+    /// The name a device linked by `avatar-worker pair` shows under Linked devices on the phone.
+    pub device_name: String,
 }
 
 impl Default for NativeSettings {
@@ -97,6 +99,7 @@ impl Default for NativeSettings {
             fetch_timeout_ms: 5_000,
             update_timeout_ms: 30_000,
             on_whatsapp_cache_ms: 86_400_000,
+            device_name: "avatar-worker".into(),
         }
     }
 }
@@ -118,6 +121,13 @@ impl NativeSettings {
             return Err(invalid(
                 "native.on_whatsapp_cache_ms",
                 "must be at most 604800000 (7 days)",
+            ));
+        }
+        let name = self.device_name.trim();
+        if name.is_empty() || name.chars().count() > 50 || name.chars().any(char::is_control) {
+            return Err(invalid(
+                "native.device_name",
+                "must be 1 to 50 characters, none of them control characters",
             ));
         }
         Ok(())
