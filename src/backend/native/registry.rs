@@ -14,8 +14,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use whatsapp_rust::wacore::store::traits::Backend;
 
@@ -61,6 +62,8 @@ struct Inner {
     sessions: RwLock<BTreeMap<DeviceId, Arc<Session>>>,
     /// One open, close or rebuild at a time.
     changing: tokio::sync::Mutex<()>,
+    /// How long after a ban's end its session is rebuilt, in milliseconds.
+    after_ban_ms: AtomicU64,
 }
 
 impl SessionRegistry {
@@ -88,6 +91,7 @@ impl SessionRegistry {
                 client,
                 sessions: RwLock::default(),
                 changing: tokio::sync::Mutex::new(()),
+                after_ban_ms: AtomicU64::new(AFTER_BAN.as_millis() as u64),
             }),
         }
     }
@@ -333,7 +337,10 @@ impl SessionRegistry {
             else {
                 return;
             };
-            let wait = until.duration_since(SystemTime::now()).unwrap_or_default() + AFTER_BAN;
+            let margin = registry.upgrade().map_or(AFTER_BAN, |inner| {
+                Duration::from_millis(inner.after_ban_ms.load(Ordering::Relaxed))
+            });
+            let wait = until.duration_since(SystemTime::now()).unwrap_or_default() + margin;
             tracing::warn!(device_id = %device.as_str(), after_s = wait.as_secs(), "native session banned; rebuilding it once the ban is over");
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
@@ -356,5 +363,74 @@ impl SessionRegistry {
                 }
             });
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
+    use whatsapp_rust::wacore::store::traits::DeviceStore;
+    use whatsapp_rust::wacore::store::{Device, InMemoryBackend};
+
+    use super::*;
+
+    struct Offline;
+
+    #[async_trait::async_trait]
+    impl TransportFactory for Offline {
+        async fn create_transport(
+            &self,
+        ) -> Result<
+            (
+                Arc<dyn Transport>,
+                whatsapp_rust::async_channel::Receiver<TransportEvent>,
+            ),
+            anyhow::Error,
+        > {
+            Err(anyhow::anyhow!("offline"))
+        }
+    }
+
+    /// Whether the session is a new one after a ban that ends while this waits.
+    async fn banned_then_over(rebuilt_meanwhile: bool) -> bool {
+        let store = InMemoryBackend::new();
+        let mut account = Device::new();
+        account.pn = Some("15550000071@s.whatsapp.net".parse().unwrap());
+        store.save(&account).await.unwrap();
+        let phone = DeviceId::parse("phone-b").unwrap();
+        let registry = SessionRegistry::with_client_options(
+            Stores::Given(vec![(phone.clone(), Arc::new(store))]),
+            Connect::Paired,
+            None,
+            ClientOptions {
+                transport: Some(Arc::new(Offline)),
+                version: Some((2, 3000, 1)),
+            },
+        );
+        registry.inner.after_ban_ms.store(50, Ordering::Relaxed);
+        registry.open(&phone).await.unwrap();
+        let banned = registry.get(&phone).unwrap();
+        // What the session's task does when its run loop ends after a TemporaryBan.
+        let on_end = registry.on_end(&banned);
+        on_end(SessionState::Banned {
+            reason: "102: too many people blocked you".into(),
+            until: Some(SystemTime::now() + Duration::from_millis(100)),
+        });
+        if rebuilt_meanwhile {
+            registry.rebuild(&phone).await.unwrap();
+        }
+        let before = registry.get(&phone).unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let after = registry.get(&phone).unwrap();
+        assert_eq!(after.state(), SessionState::Connecting);
+        registry.stop().await;
+        !Arc::ptr_eq(&before, &after)
+    }
+
+    #[tokio::test]
+    async fn a_banned_session_is_rebuilt_once_the_ban_is_over() {
+        assert!(banned_then_over(false).await, "rebuilt after the ban");
+        // A session rebuilt by hand in the meantime is not rebuilt again.
+        assert!(!banned_then_over(true).await, "left alone");
     }
 }
