@@ -163,7 +163,7 @@ pub fn check_upload(image: &PreparedImage) -> Result<(), JobError> {
         return Err(JobError::new(
             ErrorCode::InvalidImage,
             format!(
-                "native devices upload square JPEG pictures of {MIN_SIDE} to {MAX_SIDE} px, and this one is a {} of {}×{}: send the job with normalize: true (the default), which makes one",
+                "native devices upload square JPEG pictures of {MIN_SIDE} to {MAX_SIDE} px, and this one is {}, {}×{} px: send the job with normalize: true (the default), which makes one",
                 image.content_type, image.width, image.height
             ),
         ));
