@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use avatar_worker::backend::native::pair::{self, Notice, PairOptions};
 use avatar_worker::backend::native::{
-    Connect, NativeBackend, NativeError, SessionRegistry, SessionState, StoreLock, StorePath,
-    Stores, answer, check_upload, picture, registration,
+    ClientOptions, Connect, NativeBackend, NativeError, SessionRegistry, SessionState, StoreLock,
+    StorePath, Stores, answer, check_upload, picture, registration,
 };
 use avatar_worker::backend::{self, AvatarBackend, AvatarRequest, Lookup, SessionReport};
 use avatar_worker::image::{ImageSettings, PreparedImage, normalize_bytes, validate_original};
@@ -32,7 +32,15 @@ use whatsapp_rust::{ContactError, IqError, IsOnWhatsAppResult, Jid, NodeBuilder}
 #[path = "support/accounts.rs"]
 mod accounts;
 
-use accounts::{offline, pair_store, paired_memory_store};
+use accounts::{OFFLINE_VERSION, offline_transport, pair_store, paired_memory_store};
+
+/// Clients that never reach WhatsApp: no transport, and no web-version fetch.
+fn offline() -> ClientOptions {
+    ClientOptions {
+        transport: Some(offline_transport()),
+        version: Some(OFFLINE_VERSION),
+    }
+}
 
 fn device(id: &str) -> DeviceId {
     DeviceId::parse(id).unwrap()

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use avatar_worker::backend::native::{
-    Connect, NativeBackend, SessionRegistry, SessionState, Stores,
+    ClientOptions, Connect, NativeBackend, SessionRegistry, SessionState, Stores,
 };
 use avatar_worker::backend::{DeviceBackends, GatewayBackend};
 use avatar_worker::ops::Metrics;
@@ -13,8 +13,16 @@ use avatar_worker::protocol::{DeviceId, ErrorCode, JobKind, Status};
 use avatar_worker::settings::{BackendKind, DeviceBackend};
 use serde_json::json;
 
-use crate::accounts::{offline, paired_memory_store};
+use crate::accounts::{OFFLINE_VERSION, offline_transport, paired_memory_store};
 use crate::helpers::{AppOptions, spawn_app_with};
+
+/// Clients that never reach WhatsApp: no transport, and no web-version fetch.
+fn offline() -> ClientOptions {
+    ClientOptions {
+        transport: Some(offline_transport()),
+        version: Some(OFFLINE_VERSION),
+    }
+}
 
 #[tokio::test]
 async fn one_worker_serves_gateway_and_native_devices_side_by_side() {

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use avatar_worker::backend::native::ClientOptions;
 use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::wacore::store::traits::{Backend, DeviceStore};
 use whatsapp_rust::wacore::store::{Device, InMemoryBackend};
@@ -43,10 +42,10 @@ impl TransportFactory for Offline {
     }
 }
 
-/// Clients that never reach WhatsApp: no transport, and no web-version fetch.
-pub fn offline() -> ClientOptions {
-    ClientOptions {
-        transport: Some(Arc::new(Offline)),
-        version: Some((2, 3000, 1_000_000_000)),
-    }
+/// The transport of clients that never reach WhatsApp.
+pub fn offline_transport() -> Arc<dyn TransportFactory> {
+    Arc::new(Offline)
 }
+
+/// A web client version to announce, so that nothing is fetched either.
+pub const OFFLINE_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000_000);
