@@ -347,22 +347,36 @@ impl SessionRegistry {
                 let Some(inner) = registry.upgrade() else {
                     return;
                 };
-                let registry = SessionRegistry { inner };
-                let _changing = registry.inner.changing.lock().await;
-                let current = registry.get(&device);
-                if current.is_some_and(|current| current.generation() == generation) {
-                    registry.close_locked(&device).await;
-                    match registry.open_locked(&device).await {
-                        Ok(state) => {
-                            tracing::info!(device_id = %device.as_str(), state = state.name(), "native session rebuilt after its ban")
-                        }
-                        Err(err) => {
-                            tracing::error!(device_id = %device.as_str(), %err, "native session could not be rebuilt after its ban")
-                        }
-                    }
-                }
+                SessionRegistry { inner }
+                    .rebuild_after_ban(&device, generation)
+                    .await;
             });
         })
+    }
+
+    /// Rebuilds `device`'s session if it is still the one of `generation` (not rebuilt since).
+    /// Returns the new state, or `None` when a newer session is there.
+    async fn rebuild_after_ban(
+        &self,
+        device: &DeviceId,
+        generation: u64,
+    ) -> Option<Result<SessionState, NativeError>> {
+        let _changing = self.inner.changing.lock().await;
+        let current = self.get(device)?;
+        if current.generation() != generation {
+            return None;
+        }
+        self.close_locked(device).await;
+        let state = self.open_locked(device).await;
+        match &state {
+            Ok(state) => {
+                tracing::info!(device_id = %device.as_str(), state = state.name(), "native session rebuilt after its ban")
+            }
+            Err(err) => {
+                tracing::error!(device_id = %device.as_str(), %err, "native session could not be rebuilt after its ban")
+            }
+        }
+        Some(state)
     }
 }
 
@@ -391,13 +405,11 @@ mod tests {
         }
     }
 
-    /// Whether the session is a new one after a ban that ends while this waits.
-    async fn banned_then_over(rebuilt_meanwhile: bool) -> bool {
+    async fn registry_with_one_session(phone: &DeviceId) -> SessionRegistry {
         let store = InMemoryBackend::new();
         let mut account = Device::new();
         account.pn = Some("15550000071@s.whatsapp.net".parse().unwrap());
         store.save(&account).await.unwrap();
-        let phone = DeviceId::parse("phone-b").unwrap();
         let registry = SessionRegistry::with_client_options(
             Stores::Given(vec![(phone.clone(), Arc::new(store))]),
             Connect::Paired,
@@ -408,7 +420,14 @@ mod tests {
             },
         );
         registry.inner.after_ban_ms.store(50, Ordering::Relaxed);
-        registry.open(&phone).await.unwrap();
+        registry.open(phone).await.unwrap();
+        registry
+    }
+
+    #[tokio::test]
+    async fn a_banned_session_is_rebuilt_once_the_ban_is_over() {
+        let phone = DeviceId::parse("phone-b").unwrap();
+        let registry = registry_with_one_session(&phone).await;
         let banned = registry.get(&phone).unwrap();
         // What the session's task does when its run loop ends after a TemporaryBan.
         let on_end = registry.on_end(&banned);
@@ -416,21 +435,33 @@ mod tests {
             reason: "102: too many people blocked you".into(),
             until: Some(SystemTime::now() + Duration::from_millis(100)),
         });
-        if rebuilt_meanwhile {
-            registry.rebuild(&phone).await.unwrap();
-        }
-        let before = registry.get(&phone).unwrap();
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        let after = registry.get(&phone).unwrap();
-        assert_eq!(after.state(), SessionState::Connecting);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let rebuilt = loop {
+            let current = registry.get(&phone).unwrap();
+            if !Arc::ptr_eq(&current, &banned) && current.state() != SessionState::Closed {
+                break current;
+            }
+            assert!(std::time::Instant::now() < deadline, "never rebuilt");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(rebuilt.state(), SessionState::Connecting);
         registry.stop().await;
-        !Arc::ptr_eq(&before, &after)
     }
 
     #[tokio::test]
-    async fn a_banned_session_is_rebuilt_once_the_ban_is_over() {
-        assert!(banned_then_over(false).await, "rebuilt after the ban");
-        // A session rebuilt by hand in the meantime is not rebuilt again.
-        assert!(!banned_then_over(true).await, "left alone");
+    async fn a_session_rebuilt_during_the_ban_is_not_rebuilt_again_when_it_ends() {
+        let phone = DeviceId::parse("phone-c").unwrap();
+        let registry = registry_with_one_session(&phone).await;
+        let banned = registry.get(&phone).unwrap().generation();
+        registry.rebuild(&phone).await.unwrap();
+        let current = registry.get(&phone).unwrap();
+        assert!(registry.rebuild_after_ban(&phone, banned).await.is_none());
+        assert!(Arc::ptr_eq(&current, &registry.get(&phone).unwrap()));
+        // The session of the ban itself is rebuilt.
+        let rebuilt = registry
+            .rebuild_after_ban(&phone, current.generation())
+            .await;
+        assert_eq!(rebuilt.unwrap().unwrap(), SessionState::Connecting);
+        registry.stop().await;
     }
 }
