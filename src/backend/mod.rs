@@ -41,6 +41,8 @@ pub enum Lookup {
 pub struct SessionReport {
     pub device: DeviceId,
     pub state: &'static str,
+    /// Why the session is in that state, when there is more to say than its name.
+    pub reason: Option<String>,
 }
 
 #[async_trait]
@@ -131,17 +133,19 @@ async fn native_backend(
     }
     devices.sort();
     devices.dedup();
-    let registry = SessionRegistry::open(
+    let registry = SessionRegistry::open_dir(
         &settings.native.sessions_dir,
         &devices,
         Connect::Paired,
         Some(metrics.clone()),
     )
     .await?;
-    Ok(Arc::new(NativeBackend::new(
-        Arc::new(registry),
-        &settings.native,
-    )))
+    // Ended sessions (logged out, replaced, a new pairing) are rebuilt on SIGHUP, without a restart.
+    #[cfg(unix)]
+    if let Err(err) = registry.rebuild_on_sighup() {
+        tracing::warn!(%err, "native sessions will not be rebuilt on SIGHUP");
+    }
+    Ok(Arc::new(NativeBackend::new(registry, &settings.native)))
 }
 
 #[cfg(not(feature = "native"))]

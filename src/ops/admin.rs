@@ -74,7 +74,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The verdict on the first line, then one `session <device>: <state>` line per native session.
+/// The verdict on the first line, then one `session <device>: <state> (<reason>)` line per native session.
 async fn readyz(State(state): State<AdminState>) -> Response {
     let (status, mut body) = match state.readiness.check() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
@@ -85,10 +85,14 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     };
     for session in state.readiness.sessions() {
         body.push_str(&format!(
-            "session {}: {}\n",
+            "session {}: {}",
             session.device.as_str(),
             session.state
         ));
+        if let Some(reason) = &session.reason {
+            body.push_str(&format!(" ({reason})"));
+        }
+        body.push('\n');
     }
     (status, body).into_response()
 }

@@ -75,7 +75,8 @@ impl BackendSettings {
     }
 }
 
-/// Sessions held in this process (whatsapp-rust): where their stores live and how long a call may take.
+/// Sessions held in this process (whatsapp-rust): where their stores live, how long a call may take, how
+/// long a number's "on WhatsApp" answer is kept, and the name a newly linked device shows on the phone.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NativeSettings {
@@ -87,6 +88,11 @@ pub struct NativeSettings {
     /// Deadline of setting the own picture (an upload of up to a few hundred KiB).
     #[serde(rename = "update_timeout_ms", with = "super::millis")]
     pub update_timeout: Duration,
+    /// How long the answer of an "is this number on WhatsApp" check is kept, per number; 0 keeps none.
+    #[serde(rename = "on_whatsapp_cache_ms", with = "super::millis")]
+    pub on_whatsapp_cache: Duration,
+    /// The name a device linked by `avatar-worker pair` shows under Linked devices on the phone.
+    pub device_name: String,
 }
 
 impl Default for NativeSettings {
@@ -95,6 +101,8 @@ impl Default for NativeSettings {
             sessions_dir: PathBuf::from("sessions"),
             fetch_timeout: Duration::from_secs(5),
             update_timeout: Duration::from_secs(30),
+            on_whatsapp_cache: Duration::from_secs(86_400),
+            device_name: "avatar-worker".into(),
         }
     }
 }
@@ -105,6 +113,20 @@ impl NativeSettings {
             return Err(invalid("native.sessions_dir", "must not be empty"));
         }
         check_deadline("native.fetch_timeout_ms", self.fetch_timeout)?;
-        check_deadline("native.update_timeout_ms", self.update_timeout)
+        check_deadline("native.update_timeout_ms", self.update_timeout)?;
+        if self.on_whatsapp_cache > Duration::from_secs(7 * 86_400) {
+            return Err(invalid(
+                "native.on_whatsapp_cache_ms",
+                "must be at most 604800000 (7 days)",
+            ));
+        }
+        let name = self.device_name.trim();
+        if name.is_empty() || name.chars().count() > 50 || name.chars().any(char::is_control) {
+            return Err(invalid(
+                "native.device_name",
+                "must be 1 to 50 characters, none of them control characters",
+            ));
+        }
+        Ok(())
     }
 }

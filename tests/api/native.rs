@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use avatar_worker::backend::native::{NativeBackend, SessionRegistry};
+use avatar_worker::backend::native::{
+    ClientOptions, Connect, NativeBackend, SessionRegistry, SessionState, Stores,
+};
 use avatar_worker::backend::{DeviceBackends, GatewayBackend};
 use avatar_worker::ops::Metrics;
 use avatar_worker::protocol::{DeviceId, ErrorCode, JobKind, Status};
@@ -12,7 +14,15 @@ use avatar_worker::settings::{BackendKind, DeviceBackend};
 use serde_json::json;
 
 use crate::helpers::{AppOptions, spawn_app_with};
-use test_support::accounts::paired_memory_store;
+use test_support::accounts::{OFFLINE_VERSION, offline_transport, paired_memory_store};
+
+/// Clients that never reach WhatsApp: no transport, and no web-version fetch.
+fn offline() -> ClientOptions {
+    ClientOptions {
+        transport: Some(offline_transport()),
+        version: Some(OFFLINE_VERSION),
+    }
+}
 
 #[tokio::test]
 async fn one_worker_serves_gateway_and_native_devices_side_by_side() {
@@ -30,7 +40,7 @@ async fn one_worker_serves_gateway_and_native_devices_side_by_side() {
     )
     .await
     .unwrap();
-    let native = NativeBackend::new(Arc::new(registry), &app.settings.native);
+    let native = NativeBackend::new(registry, &app.settings.native);
     let gateway = GatewayBackend::new(&app.settings.gateway)
         .unwrap()
         .with_metrics(metrics.clone());
@@ -93,7 +103,7 @@ async fn a_native_device_without_a_pairing_is_answered_by_name() {
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(move |settings| {
             settings.backend.devices = vec![DeviceBackend {
-                devices: vec!["phone-b".into()],
+                devices: vec![DeviceId::parse("phone-b").unwrap()],
                 backend: BackendKind::Native,
             }];
             settings.native.sessions_dir = dir;
@@ -118,4 +128,80 @@ async fn a_native_device_without_a_pairing_is_answered_by_name() {
         err.message
     );
     assert!(sessions.path().join("phone-b.db").exists());
+}
+
+/// A session whose client ends (here: logged out) is terminal: its jobs are answered at once, not
+/// retried, naming what to do; `/readyz` and the gauge say why; and a rebuild brings it back while the
+/// worker keeps running.
+#[tokio::test]
+async fn a_logged_out_native_session_is_named_in_jobs_and_readyz_until_it_is_rebuilt() {
+    let mut app = spawn_app_with(AppOptions {
+        devices: vec!["dev-a".into()],
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    let phone = DeviceId::parse("phone-z").unwrap();
+    let metrics = Metrics::new();
+    let registry = SessionRegistry::with_client_options(
+        Stores::Given(vec![(
+            phone.clone(),
+            paired_memory_store("15550000061@s.whatsapp.net").await,
+        )]),
+        Connect::Paired,
+        Some(metrics.clone()),
+        offline(),
+    );
+    registry.open(&phone).await.unwrap();
+    let native = NativeBackend::new(registry.clone(), &app.settings.native);
+    let gateway = GatewayBackend::new(&app.settings.gateway)
+        .unwrap()
+        .with_metrics(metrics.clone());
+    let backend = DeviceBackends::new(Arc::new(gateway)).route(phone.clone(), Arc::new(native));
+    app.start_worker_on(Arc::new(backend), metrics).await;
+
+    let (_, body) = app.admin_get("/readyz").await;
+    assert!(body.contains("session phone-z: connecting\n"), "{body}");
+
+    let session = registry.get(&phone).unwrap();
+    session.client().unwrap().logout().await;
+    assert_eq!(
+        session.state(),
+        SessionState::LoggedOut("logged out by this process".into())
+    );
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "after-logout", "phone": "6281234567004", "device_id": "phone-z"}),
+    )
+    .await;
+    let result = app.next_result().await;
+    let err = result.error.expect("an error result");
+    assert_eq!(
+        (err.code, err.retryable),
+        (ErrorCode::DeviceNotLoggedIn, false)
+    );
+    assert!(
+        err.message
+            .contains("avatar-worker pair --device phone-z --force"),
+        "{}",
+        err.message
+    );
+    let (status, body) = app.admin_get("/readyz").await;
+    assert_eq!(status, 200, "sessions never change the verdict: {body}");
+    assert!(
+        body.contains("session phone-z: logged_out (logged out by this process)\n"),
+        "{body}"
+    );
+    let (_, text) = app.admin_get("/metrics").await;
+    assert!(
+        text.contains(r#"avatar_worker_native_session{device="phone-z",state="logged_out"} 1"#),
+        "{text}"
+    );
+
+    // Rebuilt on its store without restarting the worker (what SIGHUP does).
+    let rebuilt = registry.rebuild_ended().await;
+    assert_eq!(rebuilt.len(), 1);
+    let (_, body) = app.admin_get("/readyz").await;
+    assert!(body.contains("session phone-z: connecting\n"), "{body}");
+    registry.stop().await;
 }

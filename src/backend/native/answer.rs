@@ -1,42 +1,28 @@
 //! What whatsapp-rust's answers mean for a job: the library's typed errors mapped to the worker's error
-//! codes, and its pictures to result fields. Pure functions, so every row is tested from constructed values.
+//! codes (the picture query's own answers are read in `picture`). Pure functions, so every row is tested from constructed values.
 
 use std::time::Duration;
 
-use whatsapp_rust::{ContactError, IqError, Jid, ProfileError, ProfilePicture};
+use whatsapp_rust::{ContactError, IqError, Jid, ProfileError};
 
-use crate::backend::Lookup;
-use crate::protocol::{AvatarInfo, ErrorCode, JobError, Phone};
+use crate::protocol::{ErrorCode, JobError, Phone};
 
-/// The IQ the job asked for, echoed as the result's `type`: this library returns no type of its own.
-pub fn picture_type(preview: bool) -> &'static str {
-    if preview { "preview" } else { "image" }
-}
-
-/// The library's JID for a canonical phone (`Phone` has already applied the gateway's user/group rule).
+/// The library's JID for a canonical phone (`Phone` has already applied the gateway's user/group rule),
+/// without a `:device` suffix: a picture belongs to the account, not to one of its devices.
 pub fn jid(phone: &Phone) -> Result<Jid, JobError> {
-    phone.as_jid().parse::<Jid>().map_err(|err| {
-        JobError::new(
-            ErrorCode::InvalidPhone,
-            format!(
-                "phone: {:?} is not a JID WhatsApp accepts: {err}",
-                phone.as_jid()
-            ),
-        )
-    })
-}
-
-/// `None` covers both "no picture" and "hidden by privacy": the library folds the server's 404 and 401
-/// into one answer, so this backend reports `not_set` for both (docs/native.md).
-pub fn lookup(picture: Option<ProfilePicture>, preview: bool) -> Lookup {
-    match picture {
-        Some(picture) => Lookup::Picture(AvatarInfo {
-            url: picture.url,
-            id: picture.id,
-            kind: picture_type(preview).to_string(),
-        }),
-        None => Lookup::NotSet,
-    }
+    phone
+        .as_jid()
+        .parse::<Jid>()
+        .map(|jid| jid.to_non_ad())
+        .map_err(|err| {
+            JobError::new(
+                ErrorCode::InvalidPhone,
+                format!(
+                    "phone: {:?} is not a JID WhatsApp accepts: {err}",
+                    phone.as_jid()
+                ),
+            )
+        })
 }
 
 pub fn fetch_error(err: &ContactError) -> JobError {
@@ -77,12 +63,12 @@ pub fn update_timeout(after: Duration) -> JobError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(super) enum Op {
     Fetch,
     Update,
 }
 
-fn iq_error(err: &IqError, op: Op) -> JobError {
+pub(super) fn iq_error(err: &IqError, op: Op) -> JobError {
     match err {
         IqError::NotConnected
         | IqError::Disconnected(_)
@@ -104,7 +90,7 @@ fn iq_error(err: &IqError, op: Op) -> JobError {
 }
 
 /// An error answer from WhatsApp's server. `gateway_error` here means the server, as there is no gateway.
-fn server_error(code: u16, text: &str, backoff: Option<u32>, op: Op) -> JobError {
+pub(super) fn server_error(code: u16, text: &str, backoff: Option<u32>, op: Op) -> JobError {
     let said = format!("WhatsApp answered {code} {text:?}");
     match code {
         429 => {
@@ -256,36 +242,18 @@ mod tests {
     }
 
     #[test]
-    fn a_picture_echoes_the_requested_type_and_none_is_not_set() {
-        let picture = ProfilePicture {
-            id: "1700000000".into(),
-            url: "https://pps.whatsapp.net/v/t61/x.jpg".into(),
-            direct_path: None,
-            hash: None,
-        };
-        for preview in [true, false] {
-            assert_eq!(
-                lookup(Some(picture.clone()), preview),
-                Lookup::Picture(AvatarInfo {
-                    url: picture.url.clone(),
-                    id: picture.id.clone(),
-                    kind: if preview { "preview" } else { "image" }.into(),
-                })
-            );
-        }
-        assert_eq!(lookup(None, false), Lookup::NotSet);
-    }
-
-    #[test]
     fn phones_become_the_libraries_jids() {
         for (phone, user, group) in [
             ("+62 812-3456-7890", "6281234567890", false),
             ("120363025246125486@g.us", "120363025246125486", true),
             ("1234567890123456789", "1234567890123456789", true),
+            // A device suffix names one of the account's devices; the picture is the account's.
+            ("6281234567890:12@s.whatsapp.net", "6281234567890", false),
         ] {
             let jid = jid(&Phone::parse(phone).unwrap()).unwrap();
             assert_eq!(jid.user.as_str(), user, "{phone}");
             assert_eq!(jid.server == whatsapp_rust::Server::Group, group, "{phone}");
+            assert_eq!(jid.device, 0, "{phone}");
         }
     }
 }

@@ -100,7 +100,7 @@ pub async fn is_paired(store: &dyn DeviceStore) -> Result<bool, NativeError> {
 /// when the process dies, so a crash never leaves a stale lock). The lock file records the owner's pid.
 #[derive(Debug)]
 pub struct StoreLock {
-    _file: File,
+    file: File,
 }
 
 impl StoreLock {
@@ -135,7 +135,18 @@ impl StoreLock {
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(Self { _file: file })
+        Ok(Self { file })
+    }
+}
+
+impl Drop for StoreLock {
+    /// Unlocks explicitly instead of only closing. A flock belongs to the open file description, and a
+    /// child process being spawned (by this process, at any moment, from any thread) holds a duplicate
+    /// of every descriptor until it execs, CLOEXEC or not. Closing ours would leave the lock held by that
+    /// duplicate for those milliseconds, and a re-acquisition here (a rebuild, a test) would be refused
+    /// with this process's own pid. Unlocking releases it for every duplicate at once.
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
     }
 }
 

@@ -1,7 +1,9 @@
-//! Session stores that look paired (what `avatar-worker pair` leaves behind), made offline.
+//! Session stores that look paired (what `avatar-worker pair` leaves behind), made offline, and a
+//! transport that never reaches WhatsApp, so a started session runs its real loop without a network.
 
 use std::sync::Arc;
 
+use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::wacore::store::traits::{Backend, DeviceStore};
 use whatsapp_rust::wacore::store::{Device, InMemoryBackend};
 
@@ -17,3 +19,31 @@ pub async fn paired_memory_store(pn: &str) -> Arc<dyn Backend> {
     pair_store(&store, pn).await;
     Arc::new(store)
 }
+
+/// Every connection attempt fails at once, as with no network at all.
+pub struct Offline;
+
+#[whatsapp_rust::async_trait]
+impl TransportFactory for Offline {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn Transport>,
+            whatsapp_rust::async_channel::Receiver<TransportEvent>,
+        ),
+        whatsapp_rust::anyhow::Error,
+    > {
+        Err(whatsapp_rust::anyhow::anyhow!(
+            "offline: this test never reaches WhatsApp"
+        ))
+    }
+}
+
+/// The transport of clients that never reach WhatsApp.
+pub fn offline_transport() -> Arc<dyn TransportFactory> {
+    Arc::new(Offline)
+}
+
+/// A web client version to announce, so that nothing is fetched either.
+pub const OFFLINE_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000_000);
