@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use avatar_worker::backend::native::pair::{self, Notice, PairOptions};
 use avatar_worker::backend::native::{
     ClientOptions, Connect, NativeBackend, NativeError, SessionRegistry, SessionState, StoreLock,
-    StorePath, Stores, answer, check_upload, picture, registration,
+    StorePath, Stores, check_upload, library_errors, picture, registration,
 };
 use avatar_worker::backend::{self, AvatarBackend, AvatarRequest, Lookup, SessionReport};
 use avatar_worker::image::{ImageSettings, PreparedImage, normalize_bytes, validate_original};
@@ -349,7 +349,7 @@ fn sent(query: &whatsapp_rust::wacore::iq::contacts::ProfilePictureSpec) -> (Nod
 
 #[test]
 fn the_picture_query_is_the_librarys_with_the_privacy_token_and_a_short_deadline() {
-    let jid = answer::jid(&Phone::parse("+62 812-3456-7890").unwrap()).unwrap();
+    let jid = library_errors::jid(&Phone::parse("+62 812-3456-7890").unwrap()).unwrap();
     for (preview, kind) in [(true, "preview"), (false, "image")] {
         let query = picture::query(&jid, preview, Duration::from_millis(5_000), None);
         assert_eq!(query.build_iq().timeout, Some(Duration::from_secs(5)));
@@ -368,7 +368,8 @@ fn the_picture_query_is_the_librarys_with_the_privacy_token_and_a_short_deadline
     let token = picture.get_optional_child("tctoken").expect("<tctoken>");
     assert_eq!(token.content, Some(NodeContent::Bytes(vec![0xCA, 0xFE])));
     // A device suffix is dropped: the picture is the account's.
-    let suffixed = answer::jid(&Phone::parse("6281234567890:7@s.whatsapp.net").unwrap()).unwrap();
+    let suffixed =
+        library_errors::jid(&Phone::parse("6281234567890:7@s.whatsapp.net").unwrap()).unwrap();
     assert_eq!(suffixed, jid);
 }
 

@@ -7,10 +7,10 @@
 //! - `registry`: the sessions of this process, by device, opened, closed and rebuilt at runtime.
 //! - `picture`: the picture query this backend sends itself, and what each answer means.
 //! - `registration`: whether a number is on WhatsApp, checked and kept for a while.
-//! - `answer`: the library's errors as job outcomes.
+//! - `library_errors`: the library's errors as job outcomes.
 //! - `pair`: linking a new device to a phone (`avatar-worker pair`).
 
-pub mod answer;
+pub mod library_errors;
 pub mod pair;
 pub mod picture;
 pub mod registration;
@@ -179,7 +179,7 @@ impl AvatarBackend for NativeBackend {
         request: &AvatarRequest,
     ) -> Result<Lookup, JobError> {
         let client = self.client(device)?;
-        let jid = answer::jid(&request.target)?;
+        let jid = library_errors::jid(&request.target)?;
         let check = registration::applies(&jid);
         if check && self.registrations.known(&jid.user) == Some(false) {
             return Err(registration::not_on_whatsapp(&jid));
@@ -211,8 +211,8 @@ impl AvatarBackend for NativeBackend {
         let upload = profile.set_profile_picture(image.bytes.to_vec());
         match tokio::time::timeout(self.update_timeout, upload).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(answer::update_error(&err)),
-            Err(_) => Err(answer::update_timeout(self.update_timeout)),
+            Ok(Err(err)) => Err(library_errors::update_error(&err)),
+            Err(_) => Err(library_errors::update_timeout(self.update_timeout)),
         }
     }
 

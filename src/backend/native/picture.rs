@@ -24,7 +24,7 @@ use whatsapp_rust::wacore::xml::DisplayableNodeRef;
 use whatsapp_rust::wacore_binary::{JidExt, NodeRef};
 use whatsapp_rust::{Client, IqError, Jid};
 
-use super::answer::{self, Op};
+use super::library_errors::{self, Op};
 use crate::backend::Lookup;
 use crate::protocol::{AvatarInfo, ErrorCode, JobError};
 
@@ -67,7 +67,7 @@ pub fn answer(
             backoff,
             ..
         }) => return refused(*code, text, *backoff),
-        Err(err) => return Err(answer::iq_error(err, Op::Fetch)),
+        Err(err) => return Err(library_errors::iq_error(err, Op::Fetch)),
     };
     if let Some(error) = node
         .get_optional_child("picture")
@@ -114,7 +114,7 @@ fn refused(code: u16, text: &str, backoff: Option<u32>) -> Result<Lookup, JobErr
     match code {
         404 => Ok(Lookup::NotSet),
         401 | 403 => Ok(Lookup::Hidden),
-        _ => Err(answer::server_error(code, text, backoff, Op::Fetch)),
+        _ => Err(library_errors::server_error(code, text, backoff, Op::Fetch)),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use whatsapp_rust::{ContactError, IqError, IsOnWhatsAppResult, Jid};
 
-use super::answer::{self, Op};
+use super::library_errors::{self, Op};
 use crate::protocol::{ErrorCode, JobError};
 
 /// Past this many numbers the cache first drops what has expired, then starts over.
@@ -127,7 +127,7 @@ pub fn check_timed_out(jid: &Jid, after: Duration) -> JobError {
 /// A failed check: retryable whatever the cause, and never `not_on_whatsapp`.
 fn check_failed(number: &str, err: &ContactError) -> JobError {
     let mapped = match err {
-        ContactError::Iq(iq) => answer::iq_error(iq, Op::Fetch),
+        ContactError::Iq(iq) => library_errors::iq_error(iq, Op::Fetch),
         other => JobError::new(ErrorCode::GatewayError, other.to_string()),
     };
     let code = match mapped.code {
