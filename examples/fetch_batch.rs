@@ -36,6 +36,7 @@ async fn main() -> ExitCode {
                 is_community: false,
                 known_id: None,
                 download: false,
+                interactive: false,
             }),
             Err(reason) => eprintln!("skipping {phone}: {reason}"),
         }

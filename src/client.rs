@@ -29,7 +29,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use secrecy::SecretString;
 
-use crate::broker::{self, PublishError, Publisher, QueueNames};
+use crate::broker::{self, PublishError, Publisher, QueueNames, Watch};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult, UpdateJob};
 
 /// Why a client call failed. Broker-side causes (`Amqp`, `Publish`, `ReplyQueueClosed`) are worth a
@@ -96,7 +96,7 @@ impl Client {
     pub async fn connect_with(url: &str, names: QueueNames) -> Result<Self, ClientError> {
         let url = SecretString::from(url);
         let connection = broker::connect(&url, "avatar-worker-client").await?;
-        let publisher = Publisher::new(connection.create_channel().await?).await?;
+        let publisher = Publisher::new(connection.create_channel().await?, Watch::new()).await?;
         Ok(Self {
             url,
             connection,
@@ -298,7 +298,10 @@ impl Client {
                 skipped.push(delivery);
                 continue;
             };
-            let mut inner = JobHeaders::default().write(table.as_ref()).inner().clone();
+            let mut inner = JobHeaders::default()
+                .write(table.clone().unwrap_or_default())
+                .inner()
+                .clone();
             for key in [
                 headers::REASON,
                 headers::ERROR_CODE,

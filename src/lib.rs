@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod devices;
 pub mod image;
+pub mod lanes;
 pub mod ops;
 pub mod protocol;
 pub mod settings;

@@ -38,9 +38,14 @@ impl std::fmt::Display for DeadReason {
     }
 }
 
+/// What is kept of a body over the job size limit.
+const KEPT_OF_OVERSIZED: usize = 64 * 1024;
+
 /// What to put in the dead-letter queue, and why.
 pub struct DeadLetter<'a> {
     pub body: &'a [u8],
+    /// Bodies over this size (the job limit) are cut to a prefix, said in [`headers::BODY_TRUNCATED`].
+    pub max_body: usize,
     pub properties: &'a BasicProperties,
     pub source_queue: &'a str,
     pub job_id: &'a str,
@@ -58,6 +63,7 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let mut table = letter.properties.headers().clone().unwrap_or_default();
         let mut put = |key: &str, value: &str| {
+            let value = headers::bounded(value, headers::MAX_TEXT);
             table.insert(key.into(), AMQPValue::LongString(value.into()));
         };
         put(headers::REASON, letter.reason.as_str());
@@ -69,7 +75,15 @@ impl Publisher {
         if let Some(message) = letter.error_message {
             put(headers::ERROR_MESSAGE, message);
         }
+        let mut body = letter.body;
+        if body.len() > letter.max_body {
+            table.insert(
+                headers::BODY_TRUNCATED.into(),
+                AMQPValue::LongLongInt(body.len() as i64),
+            );
+            body = &body[..KEPT_OF_OVERSIZED.min(body.len())];
+        }
         let properties = letter.properties.clone().with_headers(table);
-        self.publish(queue, letter.body, properties).await
+        self.publish(queue, body, properties).await
     }
 }

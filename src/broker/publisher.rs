@@ -1,6 +1,10 @@
+use std::future::Future;
+
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation};
+
+use super::Watch;
 
 /// Why a publish did not land.
 #[derive(Debug, thiserror::Error)]
@@ -15,33 +19,45 @@ pub enum PublishError {
     Amqp(#[from] lapin::Error),
 }
 
-/// A confirm-mode channel. Every publish is persistent and mandatory, and returns only once the broker
-/// has confirmed it, so a caller may ack the job it answers.
+/// A confirm-mode channel. Every publish is persistent and mandatory, and is done only once the broker has
+/// confirmed it, so a caller may ack the job it answers. A channel error ends the session ([`Watch`]).
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
+    watch: Watch,
 }
 
 impl Publisher {
-    pub async fn new(channel: Channel) -> Result<Self, lapin::Error> {
+    pub async fn new(channel: Channel, watch: Watch) -> Result<Self, lapin::Error> {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Self { channel })
+        Ok(Self { channel, watch })
     }
 
     pub fn channel(&self) -> &Channel {
         &self.channel
     }
 
-    /// Publishes to a queue through the default exchange.
+    /// Publishes to a queue through the default exchange and waits for the broker's confirm.
     pub async fn publish(
         &self,
         queue: &str,
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
-        let confirm = self
+        self.send(queue, body, properties).await?.await
+    }
+
+    /// Sends a message and returns the wait for its confirm. Messages sent on one publisher reach a queue
+    /// in the order they were sent, whenever their confirms are awaited.
+    pub async fn send(
+        &self,
+        queue: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<impl Future<Output = Result<(), PublishError>> + Send + 'static, PublishError> {
+        let sent = self
             .channel
             .basic_publish(
                 ShortString::from(""),
@@ -53,23 +69,27 @@ impl Publisher {
                 body,
                 properties.with_delivery_mode(2),
             )
-            .await?
-            .await?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable(queue.to_string())),
-            Confirmation::Nack(_) => Err(PublishError::Nacked),
-            // Confirm mode is enabled in `new`; a channel without it would be a programming error.
-            Confirmation::NotRequested => Err(PublishError::Nacked),
-        }
+            .await;
+        let confirm = sent.map_err(|err| self.broken(err))?;
+        let queue = queue.to_string();
+        let watch = self.watch.clone();
+        Ok(async move {
+            match confirm.await {
+                Ok(Confirmation::Ack(None)) => Ok(()),
+                Ok(Confirmation::Ack(Some(_))) => Err(PublishError::Unroutable(queue)),
+                Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
+                // Confirm mode is enabled in `new`; a channel without it would be a programming error.
+                Ok(Confirmation::NotRequested) => Err(PublishError::Nacked),
+                Err(err) => {
+                    watch.lost(format!("publishing channel: {err}"));
+                    Err(PublishError::Amqp(err))
+                }
+            }
+        })
     }
-}
 
-/// A string header, if present.
-pub fn header_str(table: Option<&FieldTable>, key: &str) -> Option<String> {
-    match table?.inner().get(key)? {
-        AMQPValue::LongString(value) => Some(value.to_string()),
-        AMQPValue::ShortString(value) => Some(value.to_string()),
-        _ => None,
+    fn broken(&self, err: lapin::Error) -> PublishError {
+        self.watch.lost(format!("publishing channel: {err}"));
+        PublishError::Amqp(err)
     }
 }

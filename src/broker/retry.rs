@@ -1,7 +1,7 @@
 //! Retries through broker-side delay queues: a queue per tier with a TTL, whose expired messages
 //! dead-letter back into the job queue. [`RetryPolicy`] owns every choice about them, so a retry change
-//! touches this module only: the tiers, which tier a retry or a park waits in, the delay-queue names, and
-//! the history line a failed attempt leaves in the job's headers.
+//! touches this module only: the tiers, which tier a retry waits in, the delay-queue names, and the
+//! history line a failed attempt leaves in the job's headers.
 
 use std::time::Duration;
 
@@ -77,35 +77,10 @@ impl RetryPolicy {
         })
     }
 
-    /// Where a job waits for a turn `wait` away: the largest tier not longer than the wait, or the shortest
-    /// tier with the message's own shorter expiration.
-    pub fn park(&self, wait: Duration) -> Delay {
-        let wanted = wait.max(Duration::from_millis(1));
-        let tier = self
-            .tiers
-            .iter()
-            .copied()
-            .filter(|t| *t <= wanted)
-            .max()
-            .unwrap_or_else(|| self.shortest());
-        Delay {
-            tier,
-            wait: wanted.min(tier),
-        }
-    }
-
     /// The line attempt `attempt` leaves in the job's `x-avatar-history` header: `<n> <code>: <message>`.
     pub fn history_line(attempt: u32, code: ErrorCode, message: &str) -> String {
         let message: String = message.chars().take(300).collect();
         format!("{attempt} {code}: {message}")
-    }
-
-    fn shortest(&self) -> Duration {
-        self.tiers
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(Duration::from_secs(1))
     }
 
     fn longest(&self) -> Duration {
@@ -189,26 +164,6 @@ mod tests {
         assert!(policy.retry(2, None).is_some());
         assert_eq!(policy.retry(3, None), None);
         assert_eq!(self::policy(1, &[100]).retry(1, None), None);
-    }
-
-    #[test]
-    fn a_park_takes_the_largest_tier_within_its_wait() {
-        let policy = policy(5, &[1_000, 5_000, 30_000]);
-        assert_eq!(
-            policy.park(ms(7_000)),
-            Delay {
-                tier: ms(5_000),
-                wait: ms(5_000)
-            }
-        );
-        assert_eq!(
-            policy.park(ms(300)),
-            Delay {
-                tier: ms(1_000),
-                wait: ms(300)
-            }
-        );
-        assert_eq!(policy.park(Duration::ZERO).wait, ms(1));
     }
 
     #[test]

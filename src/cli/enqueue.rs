@@ -86,6 +86,7 @@ pub async fn enqueue(settings: &Settings, command: EnqueueCommand) -> anyhow::Re
                 is_community: community,
                 known_id,
                 download,
+                interactive: false,
             };
             println!("{}", serde_json::to_string(&job)?);
             if wait.wait {

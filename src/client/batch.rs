@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Client, ClientError, ReplyQueue, publish_job};
-use crate::broker::{self, Backoff, Publisher, QueueNames};
+use crate::broker::{self, Backoff, Publisher, QueueNames, Watch};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult};
 
 /// How a batch paces itself and how hard it tries to get back to the broker.
@@ -216,7 +216,7 @@ impl Driver {
     }
 
     async fn exchange(&mut self, connection: &Connection) -> Result<SessionEnd, ClientError> {
-        let publisher = Publisher::new(connection.create_channel().await?).await?;
+        let publisher = Publisher::new(connection.create_channel().await?, Watch::new()).await?;
         let mut reply = ReplyQueue::open(connection).await?;
         let again: Vec<FetchJob> = self.outstanding.values().cloned().collect();
         for job in &again {

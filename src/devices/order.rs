@@ -4,8 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::protocol::DeviceId;
 
-/// Last writer wins for profile-picture updates: each update is stamped when first seen, and an update
-/// that comes back (from a retry) after a newer one was applied is skipped instead of undoing it.
+fn now_stamp() -> u64 {
+    super::now_ms().saturating_mul(1000)
+}
+
+/// Last writer wins for profile-picture updates: each update is stamped when first read from the update
+/// queue (by the one replica that reads it, in publish order), and an update that comes back (a retry, a
+/// redelivery) after a newer one was applied is skipped instead of undoing it. Stamps follow the wall
+/// clock (microseconds), so they keep increasing when another replica takes over the reading.
 #[derive(Default)]
 pub struct UpdateOrder {
     next: AtomicU64,
@@ -14,16 +20,19 @@ pub struct UpdateOrder {
 
 impl UpdateOrder {
     pub fn new() -> Self {
-        // Wall-clock based, so stamps stay increasing across restarts of the worker.
-        let start = super::now_ms().saturating_mul(1000);
-        Self {
-            next: AtomicU64::new(start),
-            applied: Mutex::new(HashMap::new()),
-        }
+        Self::default()
     }
 
+    /// A stamp later than every earlier one of this process, and not earlier than the clock.
     pub fn stamp(&self) -> u64 {
+        self.next.fetch_max(now_stamp(), Ordering::Relaxed);
         self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A stamp a job carries, if it could be one of ours: a stamp from the future is a producer's forgery
+    /// and would make every later update of the device look superseded.
+    pub fn plausible(stamp: Option<u64>) -> Option<u64> {
+        stamp.filter(|stamp| *stamp <= now_stamp().saturating_add(60_000_000))
     }
 
     pub fn is_superseded(&self, device: Option<&DeviceId>, stamp: u64) -> bool {
@@ -43,6 +52,16 @@ impl UpdateOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_increase_and_forged_ones_from_the_future_are_refused() {
+        let order = UpdateOrder::new();
+        let stamps: Vec<u64> = (0..1000).map(|_| order.stamp()).collect();
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]));
+        assert!(stamps[0] >= now_stamp() - 1_000_000);
+        assert_eq!(UpdateOrder::plausible(Some(u64::MAX)), None);
+        assert_eq!(UpdateOrder::plausible(Some(stamps[5])), Some(stamps[5]));
+    }
 
     #[test]
     fn an_older_update_after_a_newer_one_is_superseded() {

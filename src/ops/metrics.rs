@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::protocol::{ErrorCode, JobResult};
+use crate::protocol::{ErrorCode, JobKind, JobResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
@@ -66,8 +66,15 @@ impl GatewayOp {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PurposeLabels {
+    purpose: String,
+}
+
 struct Inner {
     registry: Registry,
+    published: Family<PurposeLabels, Counter>,
+    expired: Family<KindLabels, Counter>,
     jobs: Family<JobLabels, Counter>,
     duration: HistogramFamily,
     gateway: Family<GatewayLabels, Counter>,
@@ -135,6 +142,18 @@ impl Metrics {
             "Jobs copied to the dead-letter queue, by reason",
             dead_lettered.clone(),
         );
+        let published = Family::<PurposeLabels, Counter>::default();
+        registry.register(
+            "job_publishes",
+            "Jobs the worker published on their way (hop to an inbox, hop to a lane, retry): the broker work a job costs besides its result",
+            published.clone(),
+        );
+        let expired = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "jobs_expired",
+            "Jobs dropped unanswered because their deadline (the producer's expiration) passed",
+            expired.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register("in_flight", "Jobs executing right now", in_flight.clone());
         let connected = Gauge::default();
@@ -160,6 +179,8 @@ impl Metrics {
         Self {
             inner: Arc::new(Inner {
                 registry,
+                published,
+                expired,
                 jobs,
                 duration,
                 gateway,
@@ -232,6 +253,26 @@ impl Metrics {
             .dead_lettered
             .get_or_create(&ReasonLabels {
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// A job published on its way: `hop` (to a group's inbox), `lane`, or `retry`.
+    pub fn published(&self, purpose: &str) {
+        self.inner
+            .published
+            .get_or_create(&PurposeLabels {
+                purpose: purpose.into(),
+            })
+            .inc();
+    }
+
+    /// A job dropped unanswered: its deadline passed.
+    pub fn expired(&self, kind: JobKind) {
+        self.inner
+            .expired
+            .get_or_create(&KindLabels {
+                kind: kind.as_str().into(),
             })
             .inc();
     }

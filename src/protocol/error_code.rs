@@ -82,15 +82,19 @@ pub struct JobError {
 }
 
 impl JobError {
-    /// An error whose retryability follows its code.
+    /// An error whose retryability follows its code. The message is cut to [`Self::MAX_MESSAGE`] bytes: it
+    /// often quotes what the producer sent, and results and headers must stay small.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
-            message: message.into(),
+            message: super::truncated(&message.into(), Self::MAX_MESSAGE),
             retryable: code.is_transient(),
             retry_after: None,
         }
     }
+
+    /// Longest message a result carries.
+    pub const MAX_MESSAGE: usize = 1024;
 
     pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
         self.retry_after = Some(wait);
@@ -110,6 +114,13 @@ impl JobError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_that_quote_the_producer_stay_small() {
+        let err = JobError::invalid_job(format!("is_preview: {}", "A".repeat(200_000)));
+        assert!(err.message.len() <= JobError::MAX_MESSAGE);
+        assert!(err.message.starts_with("is_preview: AAA") && err.message.ends_with("[truncated]"));
+    }
 
     #[test]
     fn names_round_trip_through_serde() {

@@ -4,7 +4,7 @@ use serde_json::Value;
 use super::{DeviceId, ErrorCode, JobError, JobId, Phone};
 
 /// Which queue a job came from; the queue, not the body, decides how the body is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Fetch,
@@ -45,6 +45,9 @@ pub struct FetchJob {
     /// Ask the worker to fetch the picture bytes before the CDN URL expires.
     #[serde(default)]
     pub download: bool,
+    /// A person waits for this answer: it overtakes the device's bulk backlog at the device's next turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 /// avatar-update: set the device's own profile picture.

@@ -14,3 +14,17 @@ pub use ids::{DeviceId, JobId};
 pub use job::{FetchJob, ImageSpec, Job, JobKind, ParsedJob, UpdateJob, parse_job};
 pub use phone::Phone;
 pub use result::{AvatarInfo, ImageInfo, JobResult, Status};
+
+/// `text` cut to at most `max` bytes on a character boundary, with a marker when cut: what the worker writes
+/// back (messages that quote a producer's input, headers) stays small.
+pub fn truncated(text: &str, max: usize) -> String {
+    const MARKER: &str = "… [truncated]";
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(MARKER.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARKER}", &text[..end])
+}

@@ -6,6 +6,7 @@ mod admin;
 mod amqp;
 mod backend;
 mod gateway;
+mod lanes;
 pub(crate) mod millis;
 mod pacing;
 mod retry;
@@ -20,6 +21,7 @@ pub use admin::AdminSettings;
 pub use amqp::AmqpSettings;
 pub use backend::{BackendKind, BackendSettings, DeviceBackend, NativeSettings};
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
+pub use lanes::LanesSettings;
 pub use pacing::{DevicePacing, Limit, PacingSettings};
 pub use retry::RetrySettings;
 pub use topology::{QueueType, TopologySettings};
@@ -41,6 +43,7 @@ pub struct Settings {
     pub native: NativeSettings,
     pub retry: RetrySettings,
     pub pacing: PacingSettings,
+    pub lanes: LanesSettings,
     pub image: ImageSettings,
     pub log: LogSettings,
     pub admin: AdminSettings,
@@ -139,6 +142,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("retry.delays_ms")
                 .with_list_parse_key("image.allow_hosts")
+                .with_list_parse_key("worker.reply_to_prefixes")
                 .source(Some(env)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -155,6 +159,7 @@ impl Settings {
         self.native.validate()?;
         self.retry.validate()?;
         self.pacing.validate()?;
+        self.lanes.validate()?;
         self.image.validate()?;
         self.log.validate()?;
         Ok(())

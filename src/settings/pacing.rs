@@ -17,20 +17,6 @@ pub struct Limit {
     pub concurrency: usize,
 }
 
-impl Limit {
-    /// This replica's part of the limit when `replicas` workers share the queues.
-    fn share(self, replicas: u32) -> Self {
-        if replicas <= 1 {
-            return self;
-        }
-        Self {
-            rate_per_s: self.rate_per_s / f64::from(replicas),
-            burst: self.burst.div_ceil(replicas).max(1),
-            concurrency: self.concurrency.div_ceil(replicas as usize).max(1),
-        }
-    }
-}
-
 /// Per-device pacing. WhatsApp suspends accounts that look like scrapers, so the defaults are slow:
 /// fetches about one per second per device (what the WAHA maintainers use for bulk contact pulls) with a
 /// small burst, and profile-picture updates at most one per 10 s (Green API's documented limit).
@@ -41,17 +27,10 @@ pub struct PacingSettings {
     pub enabled: bool,
     pub fetch: Limit,
     pub update: Limit,
-    /// A job whose turn is at most this far away waits in the worker; a later one is parked in a delay
-    /// queue and acked, so a throttled device never fills the prefetch window that other devices share.
-    #[serde(rename = "max_hold_ms", with = "super::millis")]
-    pub max_hold: Duration,
     /// After `rate_limited`, the device's rate is divided by `rate_limited_factor` for this long.
     #[serde(rename = "rate_limited_cooldown_ms", with = "super::millis")]
     pub rate_limited_cooldown: Duration,
     pub rate_limited_factor: f64,
-    /// Worker replicas sharing the job queues. Each paces on its own, so each takes `1/replicas` of every
-    /// rate, burst and concurrency cap; together they stay within the limits (see docs/scaling.md).
-    pub replicas: u32,
     pub devices: Vec<DevicePacing>,
 }
 
@@ -78,10 +57,8 @@ impl Default for PacingSettings {
                 burst: 1,
                 concurrency: 1,
             },
-            max_hold: Duration::from_secs(1),
             rate_limited_cooldown: Duration::from_secs(60),
             rate_limited_factor: 4.0,
-            replicas: 1,
             devices: Vec::new(),
         }
     }
@@ -107,7 +84,7 @@ impl PacingSettings {
             JobKind::Fetch => self.fetch,
             JobKind::Update => self.update,
         });
-        Some(limit.share(self.replicas.max(1)))
+        Some(limit)
     }
 
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
@@ -130,9 +107,6 @@ impl PacingSettings {
             if let Some(limit) = &device.update {
                 check("pacing.devices.update", limit)?;
             }
-        }
-        if self.replicas == 0 {
-            return Err(invalid("pacing.replicas", "must be at least 1"));
         }
         if self.rate_limited_factor < 1.0 {
             return Err(invalid("pacing.rate_limited_factor", "must be at least 1"));

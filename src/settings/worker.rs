@@ -21,6 +21,10 @@ pub struct WorkerSettings {
     pub download_max_bytes: usize,
     #[serde(rename = "download_timeout_ms", with = "super::millis")]
     pub download_timeout: Duration,
+    /// Queues a job's `reply_to` may name, by prefix (besides the results queue): server-named queues and
+    /// RabbitMQ's direct reply-to by default. A job naming another queue is refused (`invalid_job`), so a
+    /// producer cannot write into someone else's queue with the worker's rights.
+    pub reply_to_prefixes: Vec<String>,
 }
 
 impl Default for WorkerSettings {
@@ -32,6 +36,7 @@ impl Default for WorkerSettings {
             max_job_bytes: 16 * 1024 * 1024,
             download_max_bytes: 5 * 1024 * 1024,
             download_timeout: Duration::from_secs(10),
+            reply_to_prefixes: vec!["amq.gen-".into(), "amq.rabbitmq.reply-to".into()],
         }
     }
 }
@@ -46,6 +51,12 @@ impl WorkerSettings {
         }
         if self.max_job_bytes < 1024 {
             return Err(invalid("worker.max_job_bytes", "must be at least 1024"));
+        }
+        if self.reply_to_prefixes.iter().any(String::is_empty) {
+            return Err(invalid(
+                "worker.reply_to_prefixes",
+                "an empty prefix would allow every queue; list the prefixes of your reply queues",
+            ));
         }
         Ok(())
     }

@@ -91,6 +91,7 @@ pub fn prepare(options: &SyncOptions) -> Result<Plan, SyncError> {
             is_community: false,
             known_id,
             download: store.is_some(),
+            interactive: false,
         };
         work.push(Planned {
             key,

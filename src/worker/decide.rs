@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::{DeadReason, JobHeaders, RetryPolicy};
 use crate::devices::UpdateOrder;
+use crate::lanes::Routing;
 use crate::protocol::{DeviceId, ErrorCode, JobError, JobResult, ParsedJob, Status};
 
 use super::execute::Outcome;
@@ -16,6 +17,8 @@ pub(crate) enum Decision {
     Park(Park),
     /// Give the delivery back to the broker (nack with requeue).
     Requeue,
+    /// Ack it without an answer: its deadline passed, nobody waits for one.
+    Drop,
 }
 
 /// Publish the result (first a dead-letter copy, when `dead` says why), then ack.
@@ -26,15 +29,17 @@ pub(crate) struct Answer {
     pub dead: Option<DeadReason>,
 }
 
-/// Republish the job with `headers` to `queue` (a delay queue, or its own queue), then ack.
+/// Republish the job with `headers` to `queue` (a group's inbox, a delay queue, or its own queue), then ack.
 #[derive(Debug)]
 pub(crate) struct Park {
     pub queue: String,
     pub headers: JobHeaders,
-    /// The message's own TTL in a delay queue, at most the queue's.
+    /// The message's own TTL: its wait in a delay queue, or what is left of its deadline.
     pub expiration: Option<Duration>,
     /// For a retry, the error it follows (`avatar_worker_retries_total{reason}`).
     pub retry_of: Option<ErrorCode>,
+    /// Where the job goes next, for a group's owner (a hop to an inbox, a redelivery back into a lane).
+    pub routing: Option<Routing>,
 }
 
 /// A malformed job can never succeed: answer it and keep a copy for a person, never requeue it.
@@ -55,7 +60,7 @@ pub(crate) fn redelivered(
     parsed: &ParsedJob,
     mut headers: JobHeaders,
     limit: u32,
-    job_queue: &str,
+    back_to: (&str, Option<Routing>),
     started: Instant,
 ) -> Decision {
     headers.redeliveries = headers.redeliveries.saturating_add(1);
@@ -79,28 +84,65 @@ pub(crate) fn redelivered(
         redeliveries = headers.redeliveries,
         "redelivered job: counted and requeued"
     );
+    let (queue, routing) = back_to;
+    let expiration = remaining(&headers, now_ms());
+    if expiration == Some(Duration::ZERO) {
+        return Decision::Drop;
+    }
     Decision::Park(Park {
-        queue: job_queue.to_string(),
+        queue: queue.to_string(),
         headers,
-        expiration: None,
+        expiration,
         retry_of: None,
+        routing,
     })
 }
 
-/// Parks a job whose turn on its device is `wait` away in the delay tier that fits.
-pub(crate) fn park(
-    retry: &RetryPolicy,
-    job_queue: &str,
-    headers: JobHeaders,
-    wait: Duration,
-) -> Decision {
-    let delay = retry.park(wait);
+/// A checked job on its way to its group's inbox, with what is left of its deadline; dropped when none is.
+pub(crate) fn hop(headers: JobHeaders, inbox: &str, routing: Routing, now_ms: u64) -> Decision {
+    let expiration = remaining(&headers, now_ms);
+    if expiration == Some(Duration::ZERO) {
+        return Decision::Drop;
+    }
     Decision::Park(Park {
-        queue: retry.delay_queue(job_queue, delay.tier),
+        queue: inbox.to_string(),
         headers,
-        expiration: Some(delay.wait),
+        expiration,
         retry_of: None,
+        routing: Some(routing),
     })
+}
+
+/// Whether the job's deadline passed (its answer would reach nobody).
+pub(crate) fn expired(headers: &JobHeaders, now_ms: u64) -> bool {
+    remaining(headers, now_ms) == Some(Duration::ZERO)
+}
+
+/// A job whose `reply_to` queue is gone: nobody would read its result, so no WhatsApp query is spent on
+/// it. It is answered (the result is dead-lettered with the job) without running.
+pub(crate) fn unroutable(
+    parsed: &ParsedJob,
+    reply_to: &str,
+    headers: JobHeaders,
+    started: Instant,
+) -> Decision {
+    let err = JobError::new(
+        ErrorCode::ResultUnroutable,
+        format!("reply_to names no queue: {reply_to:?}; the job was not run"),
+    );
+    answer(
+        parsed,
+        Err(err),
+        headers,
+        Some(DeadReason::ResultUnroutable),
+        started,
+    )
+}
+
+fn remaining(headers: &JobHeaders, now_ms: u64) -> Option<Duration> {
+    headers
+        .expires_at_ms
+        .map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms)))
 }
 
 /// The job ran: answer it, or, after a transient failure with attempts left, send it to a delay queue.
@@ -126,12 +168,12 @@ pub(crate) fn ran(
     };
     tracing::info!(code = %err.code, attempt, delay_ms = delay.wait.as_millis() as u64, "transient failure; retrying later");
     headers.attempts = attempt;
-    headers.slot_ms = None;
     Decision::Park(Park {
         queue: retry.delay_queue(job_queue, delay.tier),
         headers,
         expiration: Some(delay.wait),
         retry_of: Some(err.code),
+        routing: None,
     })
 }
 
@@ -191,6 +233,10 @@ fn result_of(
     }
 }
 
+fn now_ms() -> u64 {
+    crate::devices::now_ms()
+}
+
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -247,7 +293,7 @@ mod tests {
         let mut headers = JobHeaders::default();
         for expected in 1..=limit {
             let Decision::Park(park) =
-                redelivered(&parsed(), headers, limit, "q.fetch", Instant::now())
+                redelivered(&parsed(), headers, limit, ("q.fetch", None), Instant::now())
             else {
                 panic!("requeued with its count")
             };
@@ -256,7 +302,7 @@ mod tests {
             headers = park.headers;
         }
         let Decision::Answer(answer) =
-            redelivered(&parsed(), headers, limit, "q.fetch", Instant::now())
+            redelivered(&parsed(), headers, limit, ("q.fetch", None), Instant::now())
         else {
             panic!("answered past the limit")
         };
@@ -270,7 +316,6 @@ mod tests {
         let policy = policy(3);
         let headers = JobHeaders {
             attempts: 1,
-            slot_ms: Some(5),
             ..JobHeaders::default()
         };
         let Decision::Park(park) = ran(
@@ -285,7 +330,6 @@ mod tests {
         };
         assert_eq!(park.queue, "q.fetch.delay.400ms");
         assert_eq!(park.headers.attempts, 2);
-        assert_eq!(park.headers.slot_ms, None, "a retry takes a new turn");
         assert_eq!(park.headers.history, ["2 timeout: slow"]);
         assert_eq!(park.retry_of, Some(ErrorCode::Timeout));
         let wait = park.expiration.unwrap();
@@ -355,16 +399,31 @@ mod tests {
     }
 
     #[test]
-    fn a_far_turn_is_parked_in_the_tier_that_fits() {
-        let Decision::Park(park) = park(
-            &policy(5),
-            "q.fetch",
-            JobHeaders::default(),
-            Duration::from_millis(250),
-        ) else {
-            panic!("parked")
+    fn a_hop_carries_what_is_left_of_the_deadline_and_an_expired_job_is_dropped() {
+        let routing = Routing {
+            device: None,
+            lane: crate::lanes::names::LaneKind::Fetch,
         };
-        assert_eq!(park.queue, "q.fetch.delay.100ms");
-        assert_eq!(park.expiration, Some(Duration::from_millis(100)));
+        let headers = JobHeaders {
+            expires_at_ms: Some(10_000),
+            ..JobHeaders::default()
+        };
+        let Decision::Park(park) = hop(headers.clone(), "p.inbox.shard-1", routing.clone(), 7_500)
+        else {
+            panic!("sent on")
+        };
+        assert_eq!(park.queue, "p.inbox.shard-1");
+        assert_eq!(park.expiration, Some(Duration::from_millis(2_500)));
+        assert_eq!(park.routing, Some(routing.clone()));
+        assert!(matches!(
+            hop(headers.clone(), "q", routing.clone(), 10_000),
+            Decision::Drop
+        ));
+        assert!(expired(&headers, 10_001) && !expired(&headers, 9_999));
+        let forever = JobHeaders::default();
+        let Decision::Park(park) = hop(forever, "q", routing, 1) else {
+            panic!("sent on")
+        };
+        assert_eq!(park.expiration, None);
     }
 }

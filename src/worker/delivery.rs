@@ -1,39 +1,62 @@
-//! One delivery through the worker: read it, decide what happens to it (refuse, count a redelivery, wait
-//! for the device's turn, run, answer or retry; see [`super::decide`]), then settle that decision once
-//! (see [`super::settle`]).
+//! A job in its device's lane: checked when it arrives ([`prepare`]: a redelivery is counted, a job whose
+//! answer nobody can receive is answered without a WhatsApp query), then run at its device's turn ([`run`]):
+//! executed, decided ([`super::decide`]) and settled once ([`super::settle`]).
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use lapin::message::Delivery;
-use tokio::sync::OwnedSemaphorePermit;
+use lapin::{Channel, Connection};
 use tracing::Instrument;
 
 use super::Services;
 use super::decide::{self, Decision};
 use super::execute::{Outcome, execute};
 use super::settle::Settle;
-use crate::broker::{JobHeaders, Publisher};
-use crate::devices::{Admission, now_ms};
+use crate::broker::{self, DeadLetter, DeadReason, JobHeaders, Publisher, headers};
+use crate::devices::now_ms;
+use crate::lanes::names::LaneKind;
+use crate::lanes::{LaneKey, Routing};
 use crate::protocol::{ErrorCode, Job, JobError, JobKind, ParsedJob, parse_job};
 
-/// A device's concurrency slot, held until its job is settled so a device's results leave in the order
-/// its jobs ran.
-type DeviceSlot = Option<OwnedSemaphorePermit>;
+/// What a job needs from its session.
+#[derive(Clone)]
+pub(crate) struct JobCtx {
+    pub services: Arc<Services>,
+    pub publisher: Publisher,
+    pub replies: ReplyCheck,
+}
 
-pub(crate) async fn handle(
+/// What a running job tells its lane.
+#[derive(Debug)]
+pub(crate) enum Feedback {
+    /// WhatsApp throttled the device: the lane slows down.
+    RateLimited { retry_after: Option<Duration> },
+}
+
+/// A lane delivery checked on arrival, waiting for its device's turn.
+pub(crate) struct Ready {
+    pub delivery: Delivery,
+    pub lane: LaneKind,
+    parsed: ParsedJob,
+    headers: JobHeaders,
+    started: Instant,
+    span: tracing::Span,
+}
+
+/// Reads a job, the same way wherever it is read: bounded, with a span naming it in every log line.
+pub(crate) fn read(
     services: &Services,
-    publisher: &Publisher,
     kind: JobKind,
-    delivery: Delivery,
-) {
-    let started = Instant::now();
+    delivery: &Delivery,
+) -> (ParsedJob, tracing::Span) {
     let message_id = delivery.properties.message_id().as_ref();
-    let max_bytes = services.settings.worker.max_job_bytes;
     let parsed = parse_job(
         kind,
         &delivery.data,
         message_id.map(|id| id.as_str()),
-        max_bytes,
+        services.settings.worker.max_job_bytes,
     );
     let span = tracing::info_span!(
         "job",
@@ -41,121 +64,157 @@ pub(crate) async fn handle(
         kind = %kind,
         device_id = parsed.device_id.as_ref().map(|d| d.as_str()).unwrap_or("-"),
     );
-    async {
-        let headers = JobHeaders::read(delivery.properties.headers().as_ref());
-        let (decision, device_slot) =
-            route(services, &parsed, headers, delivery.redelivered, started).await;
-        let settle = Settle {
-            services,
-            publisher,
-            delivery: &delivery,
-            kind,
+    (parsed, span)
+}
+
+/// Checks a delivery as it arrives in its lane. `None` when it was settled on the spot: a redelivery is
+/// counted and goes behind the lane's other jobs (or, past the limit, is answered and dead-lettered), a job
+/// whose deadline passed is dropped, and one whose `reply_to` queue is gone is answered without running.
+pub(crate) async fn prepare(
+    job: &JobCtx,
+    delivery: Delivery,
+    lane: LaneKind,
+    key: &LaneKey,
+) -> Option<Ready> {
+    let started = Instant::now();
+    let kind = lane.job_kind();
+    let (parsed, span) = read(&job.services, kind, &delivery);
+    let headers = JobHeaders::read(delivery.properties.headers().as_ref());
+    let decision = check(job, &parsed, &headers, &delivery, lane, key, started)
+        .instrument(span.clone())
+        .await;
+    match decision {
+        Some(decision) => {
+            let settle = Settle {
+                job,
+                delivery: &delivery,
+                kind,
+            };
+            settle.apply(decision).instrument(span).await;
+            None
+        }
+        None => Some(Ready {
+            delivery,
+            lane,
+            parsed,
+            headers,
+            started,
+            span,
+        }),
+    }
+}
+
+/// The decision for a delivery that must not wait for its turn, if any.
+async fn check(
+    job: &JobCtx,
+    parsed: &ParsedJob,
+    headers: &JobHeaders,
+    delivery: &Delivery,
+    lane: LaneKind,
+    key: &LaneKey,
+    started: Instant,
+) -> Option<Decision> {
+    if let Err(err) = &parsed.job {
+        return Some(decide::refuse(
+            parsed,
+            err.clone(),
+            headers.clone(),
+            started,
+        ));
+    }
+    if delivery.redelivered {
+        let queue = job.services.lane_names.lane(key.device.as_ref(), lane);
+        let routing = Routing {
+            device: key.device.clone(),
+            lane,
         };
-        settle.apply(decision).await;
-        drop(device_slot);
+        let limit = job.services.settings.retry.max_redeliveries;
+        let back_to = (queue.as_str(), Some(routing));
+        return Some(decide::redelivered(
+            parsed,
+            headers.clone(),
+            limit,
+            back_to,
+            started,
+        ));
+    }
+    if decide::expired(headers, now_ms()) {
+        return Some(Decision::Drop);
+    }
+    let reply_to = delivery.properties.reply_to().as_ref().map(|q| q.as_str());
+    if let Some(reply_to) = reply_to
+        && !job.replies.exists(reply_to).await
+    {
+        tracing::info!(
+            reply_to,
+            "reply queue gone; answered without running the job"
+        );
+        return Some(decide::unroutable(
+            parsed,
+            reply_to,
+            headers.clone(),
+            started,
+        ));
+    }
+    None
+}
+
+/// Runs a job at its turn and settles it.
+pub(crate) async fn run(
+    job: &JobCtx,
+    ready: Ready,
+    feedback: &tokio::sync::mpsc::UnboundedSender<Feedback>,
+) {
+    let Ready {
+        delivery,
+        lane,
+        parsed,
+        mut headers,
+        started,
+        span,
+    } = ready;
+    let kind = lane.job_kind();
+    let settle = Settle {
+        job,
+        delivery: &delivery,
+        kind,
+    };
+    async {
+        let services = &job.services;
+        let Ok(request) = &parsed.job else {
+            return settle.apply(Decision::Requeue).await;
+        };
+        let Ok(permit) = services.in_flight.acquire().await else {
+            return settle.apply(Decision::Requeue).await;
+        };
+        let in_flight = services.metrics.in_flight();
+        let outcome = execute_in_order(services, &parsed, request, &mut headers).await;
+        // In flight while executing; publishing and acking hold no global slot.
+        drop((in_flight, permit));
+        if let Err(err) = &outcome
+            && err.code == ErrorCode::RateLimited
+        {
+            let _ = feedback.send(Feedback::RateLimited {
+                retry_after: err.retry_after,
+            });
+        }
+        let job_queue = services.names.job_queue(kind);
+        let decision = decide::ran(
+            &parsed,
+            outcome,
+            headers,
+            &services.retry,
+            job_queue,
+            started,
+        );
+        settle.apply(decision).await
     }
     .instrument(span)
     .await
 }
 
-/// The way through the worker, as a decision: a malformed job is refused, a redelivered one counted, any
-/// other waits for its device's turn (or is parked until then), runs, and is answered or retried.
-async fn route(
-    services: &Services,
-    parsed: &ParsedJob,
-    mut headers: JobHeaders,
-    redelivered: bool,
-    started: Instant,
-) -> (Decision, DeviceSlot) {
-    let job_queue = services.names.job_queue(parsed.kind);
-    let job = match &parsed.job {
-        Ok(job) => job,
-        Err(err) => return (decide::refuse(parsed, err.clone(), headers, started), None),
-    };
-    if redelivered {
-        let limit = services.settings.retry.max_redeliveries;
-        let decision = decide::redelivered(parsed, headers, limit, job_queue, started);
-        return (decision, None);
-    }
-    let device_slot = match wait_for_turn(services, parsed, &mut headers).await {
-        Ok(slot) => slot,
-        Err(parked) => return (parked, None),
-    };
-    let Ok(permit) = services.in_flight.acquire().await else {
-        return (Decision::Requeue, device_slot);
-    };
-    let in_flight = services.metrics.in_flight();
-    let outcome = run(services, parsed, job, &mut headers).await;
-    // In flight while executing; publishing and acking hold no global slot.
-    drop((in_flight, permit));
-    if let Err(err) = &outcome
-        && err.code == ErrorCode::RateLimited
-    {
-        let device = parsed.device_id.as_ref();
-        let pacer = &services.pacer;
-        pacer.penalize(device, parsed.kind, now_ms(), err.retry_after);
-    }
-    let decision = decide::ran(
-        parsed,
-        outcome,
-        headers,
-        &services.retry,
-        job_queue,
-        started,
-    );
-    (decision, device_slot)
-}
-
-/// Waits for the device's pacing turn and a concurrency slot, as long as that takes at most
-/// `pacing.max_hold`; a job whose turn is further away is parked in a delay queue, keeping its turn.
-async fn wait_for_turn(
-    services: &Services,
-    parsed: &ParsedJob,
-    headers: &mut JobHeaders,
-) -> Result<DeviceSlot, Decision> {
-    let (device, kind) = (parsed.device_id.as_ref(), parsed.kind);
-    let job_queue = services.names.job_queue(kind);
-    let pacer = &services.pacer;
-    match pacer.admit(device, kind, headers.slot_ms, now_ms()) {
-        Admission::Run => {}
-        Admission::Hold(wait) => tokio::time::sleep(wait).await,
-        Admission::Defer { delay, slot_ms } => {
-            tracing::debug!(?delay, "device busy; parking the job until its turn");
-            headers.slot_ms = Some(slot_ms);
-            return Err(decide::park(
-                &services.retry,
-                job_queue,
-                headers.clone(),
-                delay,
-            ));
-        }
-    }
-    let Some(limit) = pacer.limit(device, kind) else {
-        return Ok(None);
-    };
-    let hold = services.settings.pacing.max_hold;
-    match services
-        .gate
-        .acquire(device, kind, limit.concurrency, hold)
-        .await
-    {
-        Some(slot) => Ok(Some(slot)),
-        None => {
-            tracing::debug!("device at its concurrency cap; parking the job");
-            headers.slot_ms.get_or_insert_with(now_ms);
-            // Come back after a hold period, not at once: a slow device must not cause a busy loop.
-            Err(decide::park(
-                &services.retry,
-                job_queue,
-                headers.clone(),
-                hold,
-            ))
-        }
-    }
-}
-
-/// Executes the job; an update first takes its place in the device's order (last writer wins).
-async fn run(
+/// Executes the job; an update older than one already applied on its device is skipped (last writer wins).
+async fn execute_in_order(
     services: &Services,
     parsed: &ParsedJob,
     job: &Job,
@@ -172,4 +231,112 @@ async fn run(
         services.order.applied(device, stamp);
     }
     outcome
+}
+
+impl JobCtx {
+    /// Dead-letters a message that is no job of ours (it lacks what the worker itself writes), so a person
+    /// can look at it; nothing is answered.
+    pub async fn dead_letter_foreign(&self, delivery: Delivery) {
+        let table = headers::producer_headers(delivery.properties.headers().as_ref());
+        let properties = broker::properties::carried(&delivery.properties, table);
+        let letter = DeadLetter {
+            body: &delivery.data,
+            max_body: self.services.settings.worker.max_job_bytes,
+            properties: &properties,
+            source_queue: "",
+            job_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map_or("", |id| id.as_str()),
+            reason: DeadReason::Refused(ErrorCode::InvalidJob),
+            error_code: Some(ErrorCode::InvalidJob),
+            error_message: Some("a message in a worker queue without the worker's routing headers"),
+        };
+        let settled = self
+            .publisher
+            .dead_letter(&self.services.names.dead, letter)
+            .await;
+        let settle = Settle {
+            job: self,
+            delivery: &delivery,
+            kind: JobKind::Fetch,
+        };
+        match settled {
+            Ok(()) => settle.apply(Decision::Drop).await,
+            Err(_) => settle.requeue().await,
+        }
+    }
+}
+
+/// Whether a reply queue exists, asked of the broker (a passive declare) and remembered for a few seconds,
+/// so a job whose producer is gone costs no WhatsApp query. Unsure answers count as "exists": a job is
+/// never dropped on a doubt.
+#[derive(Clone)]
+pub(crate) struct ReplyCheck {
+    connection: Arc<Connection>,
+    channel: Arc<tokio::sync::Mutex<Option<Channel>>>,
+    seen: Arc<Mutex<HashMap<String, (bool, Instant)>>>,
+}
+
+impl ReplyCheck {
+    const REMEMBER: Duration = Duration::from_secs(5);
+    const REMEMBERED_AT_MOST: usize = 10_000;
+
+    pub fn new(connection: Arc<Connection>) -> Self {
+        Self {
+            connection,
+            channel: Arc::default(),
+            seen: Arc::default(),
+        }
+    }
+
+    pub async fn exists(&self, queue: &str) -> bool {
+        // Direct reply-to is a pseudo-queue of the consumer's channel: it cannot be declared.
+        if queue.starts_with("amq.rabbitmq.reply-to") {
+            return true;
+        }
+        if let Some((exists, at)) = self.remembered(queue)
+            && at.elapsed() < Self::REMEMBER
+        {
+            return exists;
+        }
+        let exists = self.ask(queue).await;
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= Self::REMEMBERED_AT_MOST {
+            seen.retain(|_, (_, at)| at.elapsed() < Self::REMEMBER);
+        }
+        seen.insert(queue.to_string(), (exists, Instant::now()));
+        exists
+    }
+
+    fn remembered(&self, queue: &str) -> Option<(bool, Instant)> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.get(queue).copied()
+    }
+
+    async fn ask(&self, queue: &str) -> bool {
+        let mut channel = self.channel.lock().await;
+        if channel.as_ref().is_none_or(|c| !c.status().connected()) {
+            *channel = self.connection.create_channel().await.ok();
+        }
+        let Some(open) = channel.as_ref() else {
+            return true;
+        };
+        match broker::queue_counts(open, queue).await {
+            Ok(_) => true,
+            Err(err) => {
+                // A missing queue closes the channel (404); the next question opens another.
+                *channel = None;
+                !is_not_found(&err)
+            }
+        }
+    }
+}
+
+fn is_not_found(err: &lapin::Error) -> bool {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_id() == 404,
+        _ => false,
+    }
 }

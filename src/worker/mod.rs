@@ -1,8 +1,11 @@
-//! The job loop: consume from the job queues, run each job on its device, publish its result, ack.
+//! The job loop: jobs read from their queues, routed to their device's lane, run there at the device's
+//! pace, answered.
 //!
-//! - `session`: one broker connection's life: channels, topology, consumers, dispatch. A job **enters** here.
-//! - `delivery`: one delivery's route: parse, decide, settle. A job is **routed** here.
-//! - `decide`: the rules (refuse, redelivery bound, pacing park, retry or give up), free of broker I/O.
+//! - `session`: one broker connection's life: topology, channels, the fetch consumer, claims and lanes.
+//! - `intake`: a job **enters**: checked once, answered at once when it cannot run, else sent towards its
+//!   device's lane (`crate::lanes` **routes** it there and runs it at the device's turn).
+//! - `delivery`: a job in its lane: checked on arrival, run at its turn.
+//! - `decide`: the rules (refuse, redelivery bound, deadline, retry or give up), free of broker I/O.
 //! - `execute`: what a job does against the backend.
 //! - `settle`: a decision carried out; the result **leaves** here (published and confirmed, dead letter
 //!   or delay queue, then the ack).
@@ -11,9 +14,10 @@
 //! nothing is consumed and nothing is acked, so nothing is lost.
 
 mod decide;
-mod delivery;
+pub(crate) mod delivery;
 mod download;
 mod execute;
+pub(crate) mod intake;
 mod session;
 mod settle;
 
@@ -23,27 +27,63 @@ use tokio::sync::Semaphore;
 
 use crate::backend::AvatarBackend;
 use crate::broker::{self, Backoff, QueueNames, RetryPolicy};
-use crate::devices::{DeviceGate, Pacer, UpdateOrder};
+use crate::devices::UpdateOrder;
+use crate::lanes::names::{Group, LaneNames};
 use crate::ops::{Metrics, Readiness};
+use crate::protocol::DeviceId;
+use crate::settings::BackendKind;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 
 use download::Downloader;
+pub(crate) use session::SessionCtx;
 pub use session::SessionEnd;
 
 /// What every job task shares.
 pub(crate) struct Services {
-    settings: Settings,
-    names: QueueNames,
-    retry: RetryPolicy,
-    backend: Arc<dyn AvatarBackend>,
-    pacer: Pacer,
-    gate: DeviceGate,
-    order: UpdateOrder,
-    in_flight: Arc<Semaphore>,
+    pub settings: Settings,
+    pub names: QueueNames,
+    pub lane_names: LaneNames,
+    pub retry: RetryPolicy,
+    pub backend: Arc<dyn AvatarBackend>,
+    /// Update stamps (given on reading the update queue) and the last update applied per device.
+    pub order: UpdateOrder,
+    pub in_flight: Arc<Semaphore>,
     downloader: Downloader,
-    metrics: Metrics,
-    readiness: Readiness,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+}
+
+impl Services {
+    /// The group that serves `device`: its own when its session is native, else a shard.
+    pub fn group_of(&self, device: Option<&DeviceId>) -> Group {
+        let backend = &self.settings.backend;
+        let native = match device {
+            Some(device) => backend
+                .devices
+                .iter()
+                .rev()
+                .find(|entry| entry.devices.contains(device))
+                .map_or(backend.default, |entry| entry.backend),
+            None => BackendKind::Http,
+        };
+        match (native, device) {
+            (BackendKind::Native, Some(device)) => Group::Native(device.clone()),
+            _ => Group::shard_of(device, self.settings.lanes.groups),
+        }
+    }
+
+    /// Whether results may be published to `queue`: the results queue, or a queue whose name starts with
+    /// one of `worker.reply_to_prefixes`.
+    pub fn reply_to_allowed(&self, queue: &str) -> bool {
+        queue == self.names.results
+            || self
+                .settings
+                .worker
+                .reply_to_prefixes
+                .iter()
+                .any(|prefix| queue.starts_with(prefix.as_str()))
+    }
 }
 
 pub struct Worker {
@@ -65,9 +105,8 @@ impl Worker {
         )?;
         let services = Services {
             names: QueueNames::new(&settings.topology),
+            lane_names: LaneNames::new(&settings.topology.prefix),
             retry: RetryPolicy::new(&settings.retry),
-            pacer: Pacer::new(settings.pacing.clone()),
-            gate: DeviceGate::new(),
             order: UpdateOrder::new(),
             in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
             downloader,

@@ -1,16 +1,22 @@
-//! One broker connection: a consuming channel, a confirm-mode publishing channel, both job consumers,
-//! and the loop that hands each delivery to its own task within the in-flight bounds.
+//! One broker connection's life: the topology declared, the channels opened, fetch jobs read from their
+//! queue (a job **enters** here), this replica's claims and lanes started (`crate::lanes`), and everything
+//! stopped again on shutdown or when any channel fails.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, Consumer};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Services, delivery};
-use crate::broker::{self, Backoff, Publisher};
+use super::delivery::{JobCtx, ReplyCheck};
+use super::{Services, intake};
+use crate::broker::{self, Backoff, Publisher, Watch};
+use crate::lanes::{Manager, names::Group, names::LaneNames};
 use crate::protocol::JobKind;
 use crate::shutdown::Shutdown;
 
@@ -21,14 +27,88 @@ pub enum SessionEnd {
     Lost(String),
 }
 
+/// What every part of one connection's work shares.
+pub(crate) struct SessionCtx {
+    pub services: Arc<Services>,
+    pub publisher: Publisher,
+    pub connection: Arc<Connection>,
+    /// Consumers of inboxes and lanes, each with its own prefetch.
+    pub lanes_channel: Channel,
+    /// `basic.qos` applies to the consumers started after it on a channel: one at a time.
+    consume_lock: Mutex<()>,
+    pub lane_names: LaneNames,
+    pub watch: Watch,
+    pub tracker: TaskTracker,
+    replies: ReplyCheck,
+    tags: AtomicU64,
+}
+
+impl SessionCtx {
+    /// Starts a consumer on `queue` taking at most `prefetch` unacked deliveries.
+    pub async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<(String, Consumer), lapin::Error> {
+        let _serial = self.consume_lock.lock().await;
+        self.lanes_channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!(
+            "avatar-worker-{}-{}",
+            std::process::id(),
+            self.tags.fetch_add(1, Ordering::Relaxed)
+        );
+        let consumer = self
+            .lanes_channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((tag, consumer))
+    }
+
+    /// Declares a lane queue (durable, of the topology's queue type).
+    pub async fn declare_lane_queue(&self, queue: &str) -> Result<(), lapin::Error> {
+        broker::declare_queue(
+            self.publisher.channel(),
+            queue,
+            self.services.settings.topology.queue_type,
+            FieldTable::default(),
+        )
+        .await
+    }
+
+    /// How many consumers `queue` has, asked on a channel of its own (a missing queue closes it).
+    pub async fn consumer_count(&self, queue: &str) -> Result<u32, lapin::Error> {
+        let channel = self.connection.create_channel().await?;
+        let counts = broker::queue_counts(&channel, queue).await;
+        let _ = channel.close(200, "counted".into()).await;
+        counts.map(|(_, consumers)| consumers)
+    }
+
+    pub fn job(&self) -> JobCtx {
+        JobCtx {
+            services: self.services.clone(),
+            publisher: self.publisher.clone(),
+            replies: self.replies.clone(),
+        }
+    }
+}
+
 pub(crate) async fn run(
     services: &Arc<Services>,
     connection: Connection,
     shutdown: &Shutdown,
     backoff: &mut Backoff,
 ) -> SessionEnd {
+    let connection = Arc::new(connection);
     let tracker = TaskTracker::new();
-    let end = match consume(services, &connection, shutdown, backoff, &tracker).await {
+    let watch = Watch::new();
+    let end = match serve(services, &connection, shutdown, backoff, &tracker, &watch).await {
         Ok(end) => end,
         Err(err) => SessionEnd::Lost(err.to_string()),
     };
@@ -39,10 +119,98 @@ pub(crate) async fn run(
     end
 }
 
-/// Lets in-flight jobs finish within the grace period, then closes the consuming channel. Closing the
-/// channel (and waiting for the broker's close-ok) before the connection makes sure every ack already
-/// sent has been processed: a connection close can overtake acks still queued in the broker's channel.
-async fn drain(services: &Services, tracker: &TaskTracker, channel: &Channel) {
+async fn serve(
+    services: &Arc<Services>,
+    connection: &Arc<Connection>,
+    shutdown: &Shutdown,
+    backoff: &mut Backoff,
+    tracker: &TaskTracker,
+    watch: &Watch,
+) -> Result<SessionEnd, lapin::Error> {
+    let publisher = Publisher::new(connection.create_channel().await?, watch.clone()).await?;
+    let lane_names = LaneNames::new(&services.settings.topology.prefix);
+    declare(services, &publisher, &lane_names).await?;
+    let ctx = Arc::new(SessionCtx {
+        services: services.clone(),
+        publisher: publisher.clone(),
+        connection: connection.clone(),
+        lanes_channel: connection.create_channel().await?,
+        consume_lock: Mutex::new(()),
+        lane_names,
+        watch: watch.clone(),
+        tracker: tracker.clone(),
+        replies: ReplyCheck::new(connection.clone()),
+        tags: AtomicU64::new(0),
+    });
+    let stop_lanes = CancellationToken::new();
+    let manager = Manager::start(ctx.clone(), connection.create_channel().await?);
+    let lanes = tokio::spawn(manager.run(stop_lanes.clone()));
+
+    let intake_channel = connection.create_channel().await?;
+    intake_channel
+        .basic_qos(
+            services.settings.worker.prefetch,
+            BasicQosOptions::default(),
+        )
+        .await?;
+    let fetch_queue = services.names.job_queue(JobKind::Fetch).to_string();
+    let tag = format!(
+        "avatar-worker-{}-fetch-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    );
+    let mut fetches = intake_channel
+        .basic_consume(
+            fetch_queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    backoff.reset();
+    tracing::info!(fetch_queue = %fetch_queue, "consuming");
+    services.readiness.consuming();
+
+    let end = loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break SessionEnd::Shutdown,
+            _ = watch.wait() => break SessionEnd::Lost(watch.reason()),
+            next = fetches.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                let job = ctx.job();
+                tracker.spawn(async move { intake::handle(&job, JobKind::Fetch, delivery).await });
+            }
+            Some(Err(err)) => break SessionEnd::Lost(format!("fetch consumer: {err}")),
+            None => break SessionEnd::Lost("the broker cancelled the fetch consumer".into()),
+        }
+    };
+    if let SessionEnd::Lost(_) = &end {
+        stop_lanes.cancel();
+        return Ok(end);
+    }
+    // Stop reading new jobs; deliveries already pushed but not started go back when the channel closes.
+    let _ = intake_channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await;
+    stop_lanes.cancel();
+    let _ = lanes.await;
+    drain(services, tracker).await;
+    let _ = intake_channel.close(200, "worker stopping".into()).await;
+    let _ = ctx.lanes_channel.close(200, "worker stopping".into()).await;
+    let _ = publisher
+        .channel()
+        .close(200, "worker stopping".into())
+        .await;
+    Ok(SessionEnd::Shutdown)
+}
+
+/// Lets in-flight jobs finish within the grace period. Channels are closed (and their close-ok awaited)
+/// before the connection, so every ack already sent is processed: a connection close can overtake acks
+/// still queued in the broker's channel.
+async fn drain(services: &Services, tracker: &TaskTracker) {
     tracker.close();
     let grace = services.settings.worker.shutdown_grace;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
@@ -51,96 +219,43 @@ async fn drain(services: &Services, tracker: &TaskTracker, channel: &Channel) {
             "grace period over; unfinished jobs go back to their queue"
         );
     }
-    let _ = channel.close(200, "worker stopping".into()).await;
 }
 
-async fn consume(
-    services: &Arc<Services>,
-    connection: &Connection,
-    shutdown: &Shutdown,
-    backoff: &mut Backoff,
-    tracker: &TaskTracker,
-) -> Result<SessionEnd, lapin::Error> {
-    let names = &services.names;
-    let publisher = Publisher::new(connection.create_channel().await?).await?;
-    let settings = &services.settings;
-    broker::declare(
-        publisher.channel(),
-        names,
-        settings.topology.queue_type,
-        &services.retry,
-    )
-    .await?;
-    let consumer_channel = connection.create_channel().await?;
-    consumer_channel
-        .basic_qos(
-            services.settings.worker.prefetch,
-            BasicQosOptions::default(),
-        )
-        .await?;
-    let tag = |kind: JobKind| {
-        format!(
-            "avatar-worker-{}-{kind}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        )
-    };
-    let (fetch_tag, update_tag) = (tag(JobKind::Fetch), tag(JobKind::Update));
-    let fetch = start_consumer(&consumer_channel, &names.fetch, &fetch_tag).await?;
-    let update = start_consumer(&consumer_channel, &names.update, &update_tag).await?;
-    backoff.reset();
-    tracing::info!(fetch = %names.fetch, update = %names.update, "consuming");
-    services.readiness.consuming();
-
-    let mut deliveries = futures_util::stream::select(
-        fetch.map(|d| (JobKind::Fetch, d)),
-        update.map(|d| (JobKind::Update, d)),
+/// The job, result and dead-letter queues, the delay queues of the retry policy, and every shard's claim
+/// and inbox. Idempotent: every worker does it at every (re)connect.
+async fn declare(
+    services: &Services,
+    publisher: &Publisher,
+    lane_names: &LaneNames,
+) -> Result<(), lapin::Error> {
+    let queue_type = services.settings.topology.queue_type;
+    let channel = publisher.channel();
+    broker::declare(channel, &services.names, queue_type, &services.retry).await?;
+    let mut claims = vec![lane_names.update_intake_claim()];
+    let mut groups: Vec<Group> = (0..services.settings.lanes.groups)
+        .map(Group::Shard)
+        .collect();
+    groups.extend(
+        services
+            .backend
+            .sessions()
+            .into_iter()
+            .map(|session| Group::Native(session.device)),
     );
-    // Deliveries in hand are bounded by the prefetch window; each task takes an in-flight slot only once
-    // its device may run, so a throttled device never holds slots other devices need.
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.wait() => break,
-            next = deliveries.next() => next,
-        };
-        match next {
-            Some((kind, Ok(delivery))) => {
-                let services = services.clone();
-                let publisher = publisher.clone();
-                tracker.spawn(async move {
-                    delivery::handle(&services, &publisher, kind, delivery).await;
-                });
-            }
-            Some((_, Err(err))) => return Ok(SessionEnd::Lost(err.to_string())),
-            None => return Ok(SessionEnd::Lost("the broker cancelled a consumer".into())),
-        }
-    }
-    // Stop new deliveries; the ones already pushed but not started are requeued when the channel closes.
-    for tag in [fetch_tag, update_tag] {
-        let _ = consumer_channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
-    }
-    drain(services, tracker, &consumer_channel).await;
-    let _ = publisher
-        .channel()
-        .close(200, "worker stopping".into())
-        .await;
-    Ok(SessionEnd::Shutdown)
-}
-
-async fn start_consumer(
-    channel: &Channel,
-    queue: &str,
-    tag: &str,
-) -> Result<lapin::Consumer, lapin::Error> {
-    channel
-        .basic_consume(
-            queue.into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
+    for group in &groups {
+        claims.push(lane_names.claim(group));
+        broker::declare_queue(
+            channel,
+            &lane_names.inbox(group),
+            queue_type,
             FieldTable::default(),
         )
-        .await
+        .await?;
+    }
+    let mut single_active = FieldTable::default();
+    single_active.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    for claim in claims {
+        broker::declare_queue(channel, &claim, queue_type, single_active.clone()).await?;
+    }
+    Ok(())
 }

@@ -3,21 +3,19 @@
 //! only then is the delivery acked. If the broker does not confirm, the job goes back to its queue:
 //! answered later, never lost.
 
-use std::time::Duration;
-
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 
-use super::Services;
 use super::decide::{Answer, Decision, Park};
-use crate::broker::{DeadLetter, DeadReason, JobHeaders, PublishError, Publisher};
+use super::delivery::JobCtx;
+use crate::broker::headers::{self, JobHeaders};
+use crate::broker::{DeadLetter, DeadReason, PublishError, properties};
 use crate::protocol::{ErrorCode, JobKind, JobResult};
 
 /// One delivery, and what settling it needs.
 pub(crate) struct Settle<'a> {
-    pub services: &'a Services,
-    pub publisher: &'a Publisher,
+    pub job: &'a JobCtx,
     pub delivery: &'a Delivery,
     pub kind: JobKind,
 }
@@ -28,11 +26,19 @@ impl Settle<'_> {
             Decision::Answer(answer) => self.answer(answer).await,
             Decision::Park(park) => self.park(park).await,
             Decision::Requeue => self.requeue().await,
+            Decision::Drop => {
+                tracing::info!(
+                    "deadline passed; nobody waits for the answer, so the job is dropped"
+                );
+                self.job.services.metrics.expired(self.kind);
+                self.ack_or_requeue(Ok(())).await
+            }
         }
     }
 
+    /// The job queue the job came from: where replays and retries return.
     fn source_queue(&self) -> &str {
-        self.services.names.job_queue(self.kind)
+        self.job.services.names.job_queue(self.kind)
     }
 
     /// Publishes the result, dead-letters first if the answer says why, then acks.
@@ -43,7 +49,7 @@ impl Settle<'_> {
             dead,
         } = *answer;
         log_result(&result, dead);
-        self.services.metrics.job_finished(&result);
+        self.job.services.metrics.job_finished(&result);
         let body = match serde_json::to_vec(&result) {
             Ok(body) => body,
             Err(err) => {
@@ -67,6 +73,7 @@ impl Settle<'_> {
         }
         let reply_to = self.reply_to();
         let settled = match self
+            .job
             .publisher
             .publish(&reply_to, &body, result_properties(self.delivery, &result))
             .await
@@ -92,14 +99,16 @@ impl Settle<'_> {
         self.ack_or_requeue(settled).await;
     }
 
-    /// The queue the producer asked for, or the results queue.
+    /// The queue the producer asked for when it is an allowed reply queue, or the results queue.
     fn reply_to(&self) -> String {
+        let services = &self.job.services;
         self.delivery
             .properties
             .reply_to()
             .as_ref()
-            .map(|q| q.to_string())
-            .unwrap_or_else(|| self.services.names.results.clone())
+            .map(|q| q.as_str())
+            .filter(|queue| services.reply_to_allowed(queue))
+            .map_or_else(|| services.names.results.clone(), str::to_string)
     }
 
     async fn dead_letter(
@@ -110,10 +119,14 @@ impl Settle<'_> {
         message: Option<&str>,
         result: &JobResult,
     ) -> Result<(), PublishError> {
-        let table = headers.write(self.delivery.properties.headers().as_ref());
-        let properties = self.delivery.properties.clone().with_headers(table);
+        let services = &self.job.services;
+        let table = headers.write(headers::producer_headers(
+            self.delivery.properties.headers().as_ref(),
+        ));
+        let properties = properties::carried(&self.delivery.properties, table);
         let letter = DeadLetter {
             body: &self.delivery.data,
+            max_body: services.settings.worker.max_job_bytes,
             properties: &properties,
             source_queue: self.source_queue(),
             job_id: result.job_id.as_str(),
@@ -121,30 +134,42 @@ impl Settle<'_> {
             error_code: code,
             error_message: message,
         };
-        self.publisher
-            .dead_letter(&self.services.names.dead, letter)
+        self.job
+            .publisher
+            .dead_letter(&services.names.dead, letter)
             .await
-            .inspect(|()| self.services.metrics.dead_lettered(reason.as_str()))
+            .inspect(|()| services.metrics.dead_lettered(reason.as_str()))
     }
 
-    /// Republishes the job, with its headers, to a delay queue or its own queue, then acks. The expiration
-    /// shortens the delay queue's TTL for this message (jitter, short pacing waits).
+    /// Republishes the job, with its headers, to an inbox, a delay queue or a lane, then acks. Its
+    /// properties are built afresh from the allowed ones; the expiration is its wait or its deadline.
     async fn park(&self, park: Park) {
-        let table = park
-            .headers
-            .write(self.delivery.properties.headers().as_ref());
-        let mut properties = self.delivery.properties.clone().with_headers(table);
-        if let Some(wait) = park.expiration {
-            properties = properties.with_expiration(expiration(wait).into());
-        }
+        let routing = park
+            .routing
+            .as_ref()
+            .map(|r| r.headers())
+            .unwrap_or_default();
+        let properties = properties::republished(
+            &self.delivery.properties,
+            &park.headers,
+            &routing,
+            park.expiration,
+        );
+        let services = &self.job.services;
         let parked = self
+            .job
             .publisher
             .publish(&park.queue, &self.delivery.data, properties)
             .await;
+        services.metrics.published(if park.routing.is_some() {
+            "hop"
+        } else {
+            "retry"
+        });
         if parked.is_ok()
             && let Some(code) = park.retry_of
         {
-            self.services.metrics.retried(code);
+            services.metrics.retried(code);
         }
         self.ack_or_requeue(parked).await;
     }
@@ -164,7 +189,7 @@ impl Settle<'_> {
         }
     }
 
-    async fn requeue(&self) {
+    pub async fn requeue(&self) {
         let options = BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()
@@ -173,11 +198,6 @@ impl Settle<'_> {
             tracing::warn!(%err, "nack failed; the broker requeues the job when the channel closes");
         }
     }
-}
-
-/// The AMQP `expiration` property: milliseconds as a decimal string, at least 1.
-fn expiration(wait: Duration) -> String {
-    wait.as_millis().max(1).to_string()
 }
 
 /// Result messages: JSON, matched to their job by correlation id (the producer's, or the job id).

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use avatar_worker::app::App;
 use avatar_worker::broker::{self, QueueNames, RetryPolicy};
+use avatar_worker::lanes::{self, names::LaneKind, names::LaneNames};
 use avatar_worker::ops::Readiness;
+use avatar_worker::protocol::DeviceId;
 use avatar_worker::protocol::{JobKind, JobResult};
 use avatar_worker::settings::{Settings, TopologySettings};
 use avatar_worker::shutdown::Shutdown;
@@ -44,6 +46,8 @@ impl Default for AppOptions {
 
 pub struct TestApp {
     pub mock: mock_server::MockServer,
+    /// The devices logged in on the mock.
+    pub devices: Vec<String>,
     pub settings: Settings,
     pub names: QueueNames,
     pub amqp_url: String,
@@ -99,6 +103,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.retry.max_attempts = 1;
     settings.retry.delays = ms(&[100, 200, 400]);
     settings.admin.bind = ([127, 0, 0, 1], 0).into();
+    // Few groups: each is a claim and an inbox queue on the shared broker.
+    settings.lanes.groups = 4;
     (options.configure)(&mut settings);
     settings.validate().expect("test settings are valid");
     let names = QueueNames::new(&settings.topology);
@@ -142,6 +148,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     };
     TestApp {
         mock,
+        devices: options.devices.clone(),
         settings,
         names,
         amqp_url,
@@ -385,6 +392,51 @@ impl TestApp {
         self.shutdown.clone()
     }
 
+    /// Every job waiting in the broker, taken: in the job queues, the groups' inboxes and the devices'
+    /// lanes (for a test whose worker has stopped).
+    pub async fn waiting_jobs(&self) -> Vec<lapin::message::BasicGetMessage> {
+        let mut queues = vec![self.names.fetch.clone(), self.names.update.clone()];
+        queues.extend(self.lane_queues().await);
+        let mut out = Vec::new();
+        for queue in queues {
+            if queue.contains(".claim.") {
+                continue;
+            }
+            out.extend(drain(&self.channel, &queue).await);
+        }
+        out
+    }
+
+    /// The inbox and lane queues of this test's topology (claims included).
+    pub async fn lane_queues(&self) -> Vec<String> {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let lane_names = LaneNames::new(&self.settings.topology.prefix);
+        let mut queues = lanes::queues(&channel, &lane_names, self.settings.lanes.groups, &[])
+            .await
+            .expect("the lanes' claims can be read");
+        for device in self
+            .devices
+            .iter()
+            .map(|d| DeviceId::parse(d.as_str()).ok())
+        {
+            for lane in [LaneKind::Fetch, LaneKind::FetchNow, LaneKind::Update] {
+                let queue = lane_names.lane(device.as_ref(), lane);
+                if !queues.contains(&queue) && self.queue_exists(&queue).await {
+                    queues.push(queue);
+                }
+            }
+        }
+        let _ = channel.close(200, "listed".into()).await;
+        queues
+    }
+
+    async fn queue_exists(&self, queue: &str) -> bool {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let exists = broker::queue_counts(&channel, queue).await.is_ok();
+        let _ = channel.close(200, "checked".into()).await;
+        exists
+    }
+
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         self.channel
             .queue_declare(
@@ -433,7 +485,28 @@ impl Drop for TestApp {
         self.shutdown.trigger();
         let url = self.amqp_url.clone();
         let names = self.names.clone();
-        let queues = broker::all_queues(&names, &RetryPolicy::new(&self.settings.retry));
+        let mut queues = broker::all_queues(&names, &RetryPolicy::new(&self.settings.retry));
+        let lane_names = LaneNames::new(&self.settings.topology.prefix);
+        let groups = self.settings.lanes.groups;
+        let native: Vec<DeviceId> = self
+            .settings
+            .backend
+            .devices
+            .iter()
+            .flat_map(|entry| entry.devices.iter().cloned())
+            .collect();
+        // The lanes of the test's devices, in case a claim is still held while this runs.
+        let known = self
+            .devices
+            .iter()
+            .filter_map(|d| DeviceId::parse(d.as_str()).ok())
+            .map(Some)
+            .chain([None]);
+        for device in known {
+            for lane in [LaneKind::Fetch, LaneKind::FetchNow, LaneKind::Update] {
+                queues.push(lane_names.lane(device.as_ref(), lane));
+            }
+        }
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -447,6 +520,11 @@ impl Drop for TestApp {
                 else {
                     return;
                 };
+                if let Ok(channel) = connection.create_channel().await
+                    && let Ok(lanes) = lanes::queues(&channel, &lane_names, groups, &native).await
+                {
+                    queues.extend(lanes);
+                }
                 if let Ok(channel) = connection.create_channel().await {
                     for queue in &queues {
                         let _ = channel

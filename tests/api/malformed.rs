@@ -65,7 +65,7 @@ async fn malformed_jobs_are_answered_and_dead_lettered_never_requeued() {
 async fn a_result_with_nowhere_to_go_dead_letters_the_job() {
     let mut app = spawn_app().await;
     let properties = BasicProperties::default()
-        .with_reply_to("no-such-queue-anywhere".into())
+        .with_reply_to("amq.gen-no-such-queue-anywhere".into())
         .with_message_id("lost".into());
     app.publish_raw(JobKind::Fetch, br#"{"phone":"6281200000009"}"#, properties)
         .await;
@@ -76,6 +76,14 @@ async fn a_result_with_nowhere_to_go_dead_letters_the_job() {
         Some("result_unroutable")
     );
     assert_eq!(header(props, headers::JOB_ID).as_deref(), Some("lost"));
+    let requests = app.get("/_mock/requests").await;
+    let avatar_calls = requests["results"].as_array().map_or(0, |all| {
+        all.iter().filter(|r| r["path"] == "/user/avatar").count()
+    });
+    assert_eq!(
+        avatar_calls, 0,
+        "no WhatsApp query is spent on an answer nobody can read"
+    );
     app.stop_worker().await;
     assert_eq!(
         app.queue_depth(&app.names.fetch.clone()).await,

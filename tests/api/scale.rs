@@ -57,7 +57,6 @@ async fn replicas_share_a_devices_rate() {
         start_worker: false,
         configure: Box::new(|s| {
             s.pacing.enabled = true;
-            s.pacing.replicas = 2;
             s.pacing.fetch = Limit {
                 rate_per_s: 10.0,
                 burst: 2,

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use avatar_worker::protocol::JobKind;
 use serde_json::json;
 
-use crate::helpers::{AppOptions, TestApp, drain, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
 
 const JOBS: usize = 300;
 
@@ -16,7 +16,7 @@ async fn assert_nothing_lost(app: &mut TestApp, first: String) -> (usize, usize)
     let answered = seen.len();
     let answered_jobs = seen.keys().filter(|id| id.as_str() != "warm-up").count();
     assert!(seen.values().all(|n| *n == 1), "no job answered twice");
-    let requeued = drain(&app.channel, &app.names.fetch.clone()).await;
+    let requeued = app.waiting_jobs().await;
     for message in &requeued {
         let value: serde_json::Value = serde_json::from_slice(&message.delivery.data).unwrap();
         let id = value["job_id"].as_str().unwrap().to_string();
@@ -53,7 +53,7 @@ async fn shutdown_finishes_in_flight_jobs_and_returns_the_rest() {
         answered >= 50,
         "jobs in flight finish within the grace period: {answered}"
     );
-    assert!(requeued > 0, "jobs not started go back to the queue");
+    assert!(requeued > 0, "jobs not started wait in the broker");
 }
 
 #[tokio::test]
@@ -94,6 +94,6 @@ async fn nothing_is_lost_when_the_grace_period_runs_out() {
     assert_eq!(answered, 1, "only the warm-up job was answered");
     assert_eq!(
         requeued, JOBS,
-        "the abandoned in-flight jobs went back to the queue"
+        "the abandoned in-flight jobs went back to the broker"
     );
 }

@@ -431,6 +431,7 @@ async fn a_batch_loses_no_job_when_its_connection_drops() {
             is_community: false,
             known_id: None,
             download: false,
+            interactive: false,
         })
         .collect();
     let mut results = Batch::new(

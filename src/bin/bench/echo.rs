@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use avatar_worker::broker::QueueNames;
-use avatar_worker::broker::{self, Publisher};
+use avatar_worker::broker::{self, Publisher, Watch};
 use avatar_worker::settings::QueueType;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
@@ -37,7 +37,7 @@ impl Echo {
         )
         .await
         .context("connecting the echo consumer")?;
-        let publisher = Publisher::new(connection.create_channel().await?).await?;
+        let publisher = Publisher::new(connection.create_channel().await?, Watch::new()).await?;
         let tiers = super::load::delay_tiers();
         broker::declare(publisher.channel(), &names, QueueType::Classic, &tiers).await?;
         let channel = connection.create_channel().await?;
