@@ -19,6 +19,8 @@ pub const HISTORY: &str = "x-avatar-history";
 pub const STAMP: &str = "x-avatar-stamp";
 /// How often the job came back without having finished.
 pub const REDELIVERIES: &str = "x-avatar-redeliveries";
+/// "Not on whatsapp" answers in a row so far for this job's number (docs/protocol.md).
+pub const CHECKS: &str = "x-avatar-checks";
 /// When nobody waits for the answer any more (unix ms), from the producer's `expiration`.
 pub const EXPIRES_AT: &str = "x-avatar-expires-at";
 /// On a dead letter whose job was over the size limit: the original size; the body kept is a prefix.
@@ -40,6 +42,7 @@ pub struct JobHeaders {
     pub history: Vec<String>,
     pub stamp: Option<u64>,
     pub redeliveries: u32,
+    pub checks: u32,
     pub expires_at_ms: Option<u64>,
 }
 
@@ -69,6 +72,7 @@ impl JobHeaders {
             history,
             stamp: number(STAMP).filter(|stamp| *stamp <= i64::MAX as u64),
             redeliveries: small(REDELIVERIES),
+            checks: small(CHECKS),
             expires_at_ms: number(EXPIRES_AT),
         }
     }
@@ -78,6 +82,9 @@ impl JobHeaders {
         let int = |value: u64| AMQPValue::LongLongInt(value.min(i64::MAX as u64) as i64);
         table.insert(ATTEMPTS.into(), int(u64::from(self.attempts)));
         table.insert(REDELIVERIES.into(), int(u64::from(self.redeliveries)));
+        if self.checks > 0 {
+            table.insert(CHECKS.into(), int(u64::from(self.checks)));
+        }
         let history: Vec<AMQPValue> = self
             .history
             .iter()
@@ -215,6 +222,7 @@ mod tests {
             history: vec!["1 timeout: slow".into(), "2 rate_limited: 429".into()],
             stamp: Some(42),
             redeliveries: 1,
+            checks: 2,
             expires_at_ms: Some(1_700_000_000_000),
         };
         let table = headers.write(FieldTable::default());

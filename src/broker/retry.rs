@@ -83,6 +83,11 @@ impl RetryPolicy {
         format!("{attempt} {code}: {message}")
     }
 
+    /// The shortest wait: for asking again soon.
+    pub fn first_tier(&self) -> Duration {
+        self.tiers.first().copied().unwrap_or(Duration::from_secs(1))
+    }
+
     fn longest(&self) -> Duration {
         self.tiers
             .iter()

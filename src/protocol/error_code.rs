@@ -79,6 +79,25 @@ pub struct JobError {
     /// this long. Internal: not part of the envelope.
     #[serde(skip)]
     pub retry_after: Option<std::time::Duration>,
+    /// For `not_on_whatsapp`: whether the worker could confirm it (docs/protocol.md). A confirmed answer is
+    /// final; an unconfirmed one is retryable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<bool>,
+    /// What the worker does next with the job. Internal: not part of the envelope.
+    #[serde(skip)]
+    pub then: Then,
+}
+
+/// What follows an error, besides what its `retryable` says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Then {
+    /// Retried while attempts are left when retryable, else answered.
+    #[default]
+    AsRetryable,
+    /// Asked again soon without spending an attempt: a "not on whatsapp" not believable yet.
+    Recheck,
+    /// Answered now, retryable or not.
+    Answer,
 }
 
 impl JobError {
@@ -90,6 +109,8 @@ impl JobError {
             message: super::truncated(&message.into(), Self::MAX_MESSAGE),
             retryable: code.is_transient(),
             retry_after: None,
+            confirmed: None,
+            then: Then::AsRetryable,
         }
     }
 
@@ -103,6 +124,14 @@ impl JobError {
 
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
+        self
+    }
+
+    /// A `not_on_whatsapp` the backend established itself (a successful registration check): final.
+    pub fn confirmed(mut self) -> Self {
+        self.confirmed = Some(true);
+        self.retryable = false;
+        self.then = Then::Answer;
         self
     }
 

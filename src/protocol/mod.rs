@@ -9,7 +9,7 @@ mod job;
 mod phone;
 mod result;
 
-pub use error_code::{ErrorCode, JobError};
+pub use error_code::{ErrorCode, JobError, Then};
 pub use ids::{DeviceId, JobId};
 pub use job::{FetchJob, ImageSpec, Job, JobKind, ParsedJob, UpdateJob, parse_job};
 pub use phone::Phone;

@@ -8,6 +8,7 @@ mod backend;
 mod gateway;
 mod lanes;
 pub(crate) mod millis;
+mod not_on_whatsapp;
 mod pacing;
 mod retry;
 mod topology;
@@ -22,6 +23,7 @@ pub use amqp::AmqpSettings;
 pub use backend::{BackendKind, BackendSettings, DeviceBackend, NativeSettings};
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
 pub use lanes::LanesSettings;
+pub use not_on_whatsapp::NotOnWhatsappSettings;
 pub use pacing::{DevicePacing, Limit, PacingSettings};
 pub use retry::RetrySettings;
 pub use topology::{QueueType, TopologySettings};
@@ -44,6 +46,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub pacing: PacingSettings,
     pub lanes: LanesSettings,
+    pub not_on_whatsapp: NotOnWhatsappSettings,
     pub image: ImageSettings,
     pub log: LogSettings,
     pub admin: AdminSettings,
@@ -160,6 +163,7 @@ impl Settings {
         self.retry.validate()?;
         self.pacing.validate()?;
         self.lanes.validate()?;
+        self.not_on_whatsapp.validate()?;
         self.image.validate()?;
         self.log.validate()?;
         Ok(())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::broker::{DeadReason, JobHeaders, RetryPolicy};
 use crate::devices::UpdateOrder;
 use crate::lanes::Routing;
-use crate::protocol::{DeviceId, ErrorCode, JobError, JobResult, ParsedJob, Status};
+use crate::protocol::{DeviceId, ErrorCode, JobError, JobResult, ParsedJob, Status, Then};
 
 use super::execute::Outcome;
 
@@ -155,7 +155,10 @@ pub(crate) fn ran(
     started: Instant,
 ) -> Decision {
     let err = match outcome {
-        Err(err) if err.retryable => err,
+        Err(err) if err.then == Then::Recheck => {
+            return recheck(retry, job_queue, headers, err.code);
+        }
+        Err(err) if err.retryable && err.then == Then::AsRetryable => err,
         outcome => return answer(parsed, outcome, headers, None, started),
     };
     let attempt = headers.attempts.saturating_add(1);
@@ -173,6 +176,19 @@ pub(crate) fn ran(
         headers,
         expiration: Some(delay.wait),
         retry_of: Some(err.code),
+        routing: None,
+    })
+}
+
+/// Asks again soon (the first delay tier), without spending an attempt: the answer's count is in the
+/// job's headers.
+fn recheck(retry: &RetryPolicy, job_queue: &str, headers: JobHeaders, code: ErrorCode) -> Decision {
+    let tier = retry.first_tier();
+    Decision::Park(Park {
+        queue: retry.delay_queue(job_queue, tier),
+        headers,
+        expiration: Some(tier),
+        retry_of: Some(code),
         routing: None,
     })
 }

@@ -15,10 +15,10 @@ use super::decide::{self, Decision};
 use super::execute::{Outcome, execute};
 use super::settle::Settle;
 use crate::broker::{self, DeadLetter, DeadReason, JobHeaders, Publisher, headers};
-use crate::devices::now_ms;
+use crate::devices::{Lookup, Verdict, now_ms};
 use crate::lanes::names::LaneKind;
 use crate::lanes::{LaneKey, Routing};
-use crate::protocol::{ErrorCode, Job, JobError, JobKind, ParsedJob, parse_job};
+use crate::protocol::{ErrorCode, Job, JobError, JobKind, ParsedJob, Then, parse_job};
 
 /// What a job needs from its session.
 #[derive(Clone)]
@@ -191,6 +191,10 @@ pub(crate) async fn run(
         let outcome = execute_in_order(services, &parsed, request, &mut headers).await;
         // In flight while executing; publishing and acking hold no global slot.
         drop((in_flight, permit));
+        let outcome = match request {
+            Job::Fetch(_) => believe(services, &parsed, &mut headers, outcome),
+            Job::Update(_) => outcome,
+        };
         if let Err(err) = &outcome
             && err.code == ErrorCode::RateLimited
         {
@@ -211,6 +215,68 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// A fetch's answer as evidence about its device's lookups, and a "not on whatsapp" judged by that
+/// evidence (`devices::LookupHealth`): confirmed and final, asked again, or unconfirmed.
+fn believe(
+    services: &Services,
+    parsed: &ParsedJob,
+    headers: &mut JobHeaders,
+    outcome: Result<Outcome, JobError>,
+) -> Result<Outcome, JobError> {
+    let device = parsed.device_id.as_ref();
+    let health = &services.lookups;
+    let now = now_ms();
+    match outcome {
+        Ok(answer) => {
+            let contradicted = std::mem::take(&mut headers.checks);
+            if contradicted > 0 {
+                tracing::info!(
+                    failed_lookups = contradicted,
+                    "an earlier \"not on whatsapp\" was a failed lookup"
+                );
+            }
+            health.record(device, Lookup::Definite { contradicted }, now);
+            Ok(answer)
+        }
+        Err(err) if err.code == ErrorCode::NotOnWhatsapp && err.confirmed.is_none() => {
+            headers.checks = headers.checks.saturating_add(1);
+            health.record(device, Lookup::NotOnWhatsapp, now);
+            let checks = headers.checks;
+            Err(match health.judge(device, checks, now) {
+                Verdict::Confirmed => JobError::new(
+                    err.code,
+                    format!("{} (confirmed by {checks} answers in a row)", err.message),
+                )
+                .confirmed(),
+                Verdict::Recheck => {
+                    let mut recheck = err;
+                    recheck.then = Then::Recheck;
+                    recheck
+                }
+                Verdict::Unconfirmed => {
+                    let mut unsure = JobError::new(
+                        err.code,
+                        format!(
+                            "{}; not confirmed after {checks} answers while the device's lookups were failing: try again later",
+                            err.message
+                        ),
+                    )
+                    .with_retryable(true);
+                    unsure.confirmed = Some(false);
+                    unsure.then = Then::Answer;
+                    unsure
+                }
+            })
+        }
+        Err(err) => {
+            if matches!(err.code, ErrorCode::RateLimited | ErrorCode::Timeout) {
+                health.record(device, Lookup::Throttled, now);
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Executes the job; an update older than one already applied on its device is skipped (last writer wins).

@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 
 use crate::backend::AvatarBackend;
 use crate::broker::{self, Backoff, QueueNames, RetryPolicy};
-use crate::devices::UpdateOrder;
+use crate::devices::{LookupHealth, UpdateOrder};
 use crate::lanes::names::{Group, LaneNames};
 use crate::ops::{Metrics, Readiness};
 use crate::protocol::DeviceId;
@@ -48,6 +48,8 @@ pub(crate) struct Services {
     pub backend: Arc<dyn AvatarBackend>,
     /// Update stamps (given on reading the update queue) and the last update applied per device.
     pub order: UpdateOrder,
+    /// How far each device's "not on whatsapp" answers can be believed.
+    pub lookups: LookupHealth,
     pub in_flight: Arc<Semaphore>,
     downloader: Downloader,
     pub metrics: Metrics,
@@ -108,6 +110,10 @@ impl Worker {
             lane_names: LaneNames::new(&settings.topology.prefix),
             retry: RetryPolicy::new(&settings.retry),
             order: UpdateOrder::new(),
+            lookups: LookupHealth::new(
+                settings.not_on_whatsapp.clone(),
+                settings.pacing.rate_limited_cooldown,
+            ),
             in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
             downloader,
             readiness: Readiness::new(&metrics).with_sessions(backend.clone()),

@@ -197,21 +197,29 @@ async fn device_states_and_gateway_faults_have_their_own_codes() {
         );
     }
 
-    for (faults, code) in [
-        (json!({"rate_overlimit": 1.0}), ErrorCode::RateLimited),
+    // A group skips GOWA's on-WhatsApp lookup: throttling shows at the picture query.
+    const GROUP: &str = "120363000000000001@g.us";
+    for (faults, phone, code) in [
+        (json!({"rate_overlimit": 1.0}), GROUP, ErrorCode::RateLimited),
         (
             json!({"timeout": 1.0, "timeout_ms": 50}),
+            SET,
             ErrorCode::Timeout,
         ),
-        (json!({"internal_error": 1.0}), ErrorCode::GatewayError),
+        (json!({"internal_error": 1.0}), SET, ErrorCode::GatewayError),
+        // For a user the lookup is throttled first, and GOWA says "not on whatsapp": never final.
+        (json!({"rate_overlimit": 1.0}), SET, ErrorCode::NotOnWhatsapp),
     ] {
         app.put("/_mock/faults", faults).await;
-        app.publish_json(JobKind::Fetch, &json!({"phone": SET, "device_id": "dev-a"}))
+        app.publish_json(JobKind::Fetch, &json!({"phone": phone, "device_id": "dev-a"}))
             .await;
         let result = app.next_result().await;
         let error = result.error.expect("an error");
         assert_eq!(error.code, code, "{error:?}");
-        assert!(error.retryable);
+        assert!(error.retryable, "{error:?}");
+        if code == ErrorCode::NotOnWhatsapp {
+            assert_eq!(error.confirmed, Some(false), "{error:?}");
+        }
     }
 }
 

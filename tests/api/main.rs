@@ -18,4 +18,5 @@ mod schemas;
 mod secrets;
 mod shutdown;
 mod sync;
+mod truth;
 mod update;

@@ -104,12 +104,13 @@ pub fn registered(
     Ok(result.is_registered)
 }
 
-/// The job error for a number the check found without an account.
+/// The job error for a number the check found without an account: a successful check, so confirmed.
 pub fn not_on_whatsapp(jid: &Jid) -> JobError {
     JobError::new(
         ErrorCode::NotOnWhatsapp,
         format!("+{} has no WhatsApp account", jid.user),
     )
+    .confirmed()
 }
 
 /// The check's own deadline passed.
@@ -140,11 +141,14 @@ fn check_failed(number: &str, err: &ContactError) -> JobError {
         }
         other => other.to_string(),
     };
-    JobError {
+    let failed = JobError::new(
         code,
-        message: format!("could not check whether +{number} is on WhatsApp: {said}"),
-        retryable: true,
-        retry_after: mapped.retry_after,
+        format!("could not check whether +{number} is on WhatsApp: {said}"),
+    )
+    .with_retryable(true);
+    match mapped.retry_after {
+        Some(wait) => failed.with_retry_after(wait),
+        None => failed,
     }
 }
 
