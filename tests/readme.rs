@@ -80,7 +80,11 @@ fn readme_rows() -> BTreeMap<String, Row> {
 }
 
 /// List keys that also take comma-separated values from the environment.
-const ENV_LISTS: [&str; 2] = ["retry.delays_ms", "image.allow_hosts"];
+const ENV_LISTS: [&str; 3] = [
+    "retry.delays_ms",
+    "image.allow_hosts",
+    "worker.reply_to_prefixes",
+];
 
 fn env_name(key: &str) -> String {
     format!("AVATAR_WORKER__{}", key.replace('.', "__").to_uppercase())
