@@ -134,6 +134,9 @@ pub async fn run(
         .unwrap_or(usize::from(settings.worker.prefetch));
     let slots = Arc::new(Semaphore::new(concurrency));
     let (feedback_tx, mut feedback) = mpsc::unbounded_channel::<Feedback>();
+    let metrics = ctx.services.metrics.clone();
+    metrics.lane_running(1);
+    let _running = scopeguard(move || metrics.lane_running(-1));
     loop {
         let Some((mut stream, tags)) = subscribe(&ctx, &key, concurrency).await else {
             return;
@@ -279,6 +282,19 @@ fn start_job(
         state.touch();
         state.done();
     });
+}
+
+/// Runs `f` when dropped: a lane stops counting as running however it ends.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 async fn give_back(delivery: &Delivery) {

@@ -21,6 +21,15 @@ struct Owned {
     markers: Option<mpsc::UnboundedSender<LaneKey>>,
 }
 
+/// The `claim` label of `avatar_worker_claims_owned`.
+fn metric_kind(claim: &ClaimId) -> &'static str {
+    match claim {
+        ClaimId::Group(Group::Shard(_)) => "shard",
+        ClaimId::Group(Group::Native(_)) => "native",
+        ClaimId::UpdateIntake => "update_intake",
+    }
+}
+
 pub struct Manager {
     ctx: Arc<SessionCtx>,
     claims: mpsc::UnboundedSender<ClaimCommand>,
@@ -90,8 +99,9 @@ impl Manager {
         for owned in self.owned.values() {
             owned.stop.cancel();
         }
-        for (_, owned) in self.owned.drain() {
+        for (claim, owned) in self.owned.drain() {
             let _ = owned.task.await;
+            self.ctx.services.metrics.claim_owned(metric_kind(&claim), -1);
         }
     }
 
@@ -104,6 +114,7 @@ impl Manager {
             } => {
                 tracing::info!(?claim, ?start, lanes = lanes.len(), "claim won");
                 let owned = self.run_owner(&claim, start, lanes);
+                self.ctx.services.metrics.claim_owned(metric_kind(&claim), 1);
                 self.owned.insert(claim, owned);
             }
             ClaimEvent::Lane { claim, lane } => {
@@ -167,6 +178,7 @@ impl Manager {
                 );
                 owned.stop.cancel();
                 let _ = owned.task.await;
+                self.ctx.services.metrics.claim_owned(metric_kind(&claim), -1);
                 let _ = self.claims.send(ClaimCommand::Release(claim));
             }
         }

@@ -71,8 +71,15 @@ struct PurposeLabels {
     purpose: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimLabels {
+    claim: String,
+}
+
 struct Inner {
     registry: Registry,
+    claims: Family<ClaimLabels, Gauge>,
+    lanes: Gauge,
     published: Family<PurposeLabels, Counter>,
     expired: Family<KindLabels, Counter>,
     jobs: Family<JobLabels, Counter>,
@@ -142,6 +149,18 @@ impl Metrics {
             "Jobs copied to the dead-letter queue, by reason",
             dead_lettered.clone(),
         );
+        let claims = Family::<ClaimLabels, Gauge>::default();
+        registry.register(
+            "claims_owned",
+            "Claims this replica owns: device groups (shard, native) and reading the update queue (update_intake)",
+            claims.clone(),
+        );
+        let lanes = Gauge::default();
+        registry.register(
+            "lanes_running",
+            "Device lanes this replica serves now",
+            lanes.clone(),
+        );
         let published = Family::<PurposeLabels, Counter>::default();
         registry.register(
             "job_publishes",
@@ -179,6 +198,8 @@ impl Metrics {
         Self {
             inner: Arc::new(Inner {
                 registry,
+                claims,
+                lanes,
                 published,
                 expired,
                 jobs,
@@ -255,6 +276,17 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// This replica now owns one claim more (`+1`) or one fewer (`-1`) of `kind`.
+    pub fn claim_owned(&self, kind: &str, change: i64) {
+        let labels = ClaimLabels { claim: kind.into() };
+        self.inner.claims.get_or_create(&labels).inc_by(change);
+    }
+
+    /// One lane more (`+1`) or fewer (`-1`) running here.
+    pub fn lane_running(&self, change: i64) {
+        self.inner.lanes.inc_by(change);
     }
 
     /// A job published on its way: `hop` (to a group's inbox), `lane`, or `retry`.

@@ -1,6 +1,7 @@
 //! `spawn_app()`: a real mock gateway on an ephemeral port, the real worker in-process, and a test
 //! connection to the shared broker, all under a queue prefix of the test's own.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use avatar_worker::app::App;
@@ -256,6 +257,33 @@ impl TestApp {
             .await;
     }
 
+    /// Publishes many jobs at once: all sent, then every confirm awaited.
+    pub async fn publish_all(&self, kind: JobKind, jobs: &[Value], properties: BasicProperties) {
+        let mut confirms = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    "".into(),
+                    self.queue(kind).into(),
+                    Default::default(),
+                    job.to_string().as_bytes(),
+                    properties.clone().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish");
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            assert!(confirm.await.expect("confirm").is_ack());
+        }
+    }
+
+    /// When the mock began answering each `GET /user/avatar`, by device header, in seconds.
+    pub async fn gateway_starts(&self) -> HashMap<String, Vec<f64>> {
+        gateway_starts(&self.get("/_mock/requests").await)
+    }
+
     /// Publishes `n` fetch jobs with ids `<prefix>0`, `<prefix>1`, …, each for another number.
     pub async fn publish_fetches(&self, prefix: &str, n: usize) {
         for i in 0..n {
@@ -358,12 +386,13 @@ impl TestApp {
         self.control(reqwest::Method::GET, path, None).await
     }
 
-    /// Triggers the worker's shutdown and waits for it to return.
+    /// Triggers the worker's shutdown and waits for it to return; a worker started later gets a new one.
     pub async fn stop_worker(&mut self) {
         self.shutdown.trigger();
         if let Some(worker) = self.worker.take() {
             worker.await.expect("worker task");
         }
+        self.shutdown = Shutdown::new();
     }
 
     /// Starts the in-process worker of an app spawned with `start_worker: false`.
@@ -431,10 +460,15 @@ impl TestApp {
     }
 
     async fn queue_exists(&self, queue: &str) -> bool {
-        let channel = self.connection.create_channel().await.expect("channel");
-        let exists = broker::queue_counts(&channel, queue).await.is_ok();
+        self.try_queue_depth(queue).await.is_ok()
+    }
+
+    /// A queue's ready messages, or an error when it does not exist (asked on a channel of its own).
+    pub async fn try_queue_depth(&self, queue: &str) -> Result<u32, lapin::Error> {
+        let channel = self.connection.create_channel().await?;
+        let counts = broker::queue_counts(&channel, queue).await;
         let _ = channel.close(200, "checked".into()).await;
-        exists
+        counts.map(|(messages, _)| messages)
     }
 
     pub async fn queue_depth(&self, queue: &str) -> u32 {
@@ -537,6 +571,47 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// When each `GET /user/avatar` of a mock's request log began (its answer time minus its duration), by
+/// device header, in seconds, in order.
+pub fn gateway_starts(log: &Value) -> HashMap<String, Vec<f64>> {
+    let mut out: HashMap<String, Vec<f64>> = HashMap::new();
+    for entry in log["results"].as_array().into_iter().flatten() {
+        if entry["path"] != "/user/avatar" || entry["method"] != "GET" {
+            continue;
+        }
+        let Some(time) = entry["time"].as_str() else {
+            continue;
+        };
+        let Ok(at) =
+            time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+        else {
+            continue;
+        };
+        let seconds = at.unix_timestamp_nanos() as f64 / 1e9;
+        let start = seconds - entry["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        let device = entry["device_id"].as_str().unwrap_or("-").to_string();
+        out.entry(device).or_default().push(start);
+    }
+    for starts in out.values_mut() {
+        starts.sort_by(f64::total_cmp);
+    }
+    out
+}
+
+/// The most starts within any window of `window` seconds. Starts are measured by the mock to a few
+/// milliseconds, so callers checking a one-second limit pass a window a little under a second.
+pub fn busiest_window(starts: &[f64], window: f64) -> usize {
+    let mut most = 0;
+    let mut first = 0;
+    for (last, at) in starts.iter().enumerate() {
+        while at - starts[first] > window {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
 }
 
 /// Delay tiers (or any list of durations) written in milliseconds.

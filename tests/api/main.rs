@@ -4,6 +4,7 @@ mod crash;
 mod fetch;
 mod helpers;
 mod hostile;
+mod lanes;
 mod malformed;
 #[cfg(feature = "native")]
 mod native;

@@ -62,6 +62,7 @@ impl WorkerProcess {
                 "AVATAR_WORKER__WORKER__MAX_JOB_BYTES",
                 s.worker.max_job_bytes.to_string(),
             ),
+            ("AVATAR_WORKER__LANES__GROUPS", s.lanes.groups.to_string()),
             ("AVATAR_WORKER__LOG__LEVEL", "warn".into()),
             // Several workers run at once in the tests: let each pick a free admin port.
             ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".into()),
