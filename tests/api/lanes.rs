@@ -87,7 +87,7 @@ async fn a_backlog_waits_in_its_lane_at_two_publishes_a_job() {
     assert!(publishes / JOBS as f64 <= 2.0, "two hops a job at most: {publishes}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
     const DEVICES: usize = 20;
     const JOBS: usize = 30;
@@ -122,7 +122,7 @@ async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
                 (achieved - rate).abs() / rate <= 0.05,
                 "{replicas} replicas, {device}: {achieved:.2}/s against {rate}/s"
             );
-            let most = busiest_window(at, 0.98);
+            let most = busiest_window(at, 0.9);
             assert!(
                 most <= burst as usize + rate as usize,
                 "{replicas} replicas, {device}: {most} calls within a second"
@@ -344,7 +344,7 @@ async fn another_replica_takes_over_a_killed_owners_lane_within_seconds() {
     let handover = first_after.unwrap_or_default();
     let duplicates = total - JOBS;
     let starts = app.gateway_starts().await;
-    let most = busiest_window(&starts["dev-a"], 0.98);
+    let most = busiest_window(&starts["dev-a"], 0.9);
     eprintln!(
         "owner killed after {before} answers: the other replica answered again after {handover:?}; \
          {duplicates} answered twice; at most {most} calls within a second"
