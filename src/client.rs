@@ -6,7 +6,7 @@
 //! use avatar_worker::protocol::{FetchJob, Phone};
 //! let client = Client::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "avatar").await?;
 //! let job = FetchJob { job_id: None, device_id: None, phone: Phone::parse("6281234567890").map_err(anyhow::Error::msg)?,
-//!     is_preview: false, is_community: false, known_id: None, download: false };
+//!     is_preview: false, is_community: false, known_id: None, download: false, interactive: false };
 //! let result = client.fetch_and_wait(&job, std::time::Duration::from_secs(30)).await?;
 //! println!("{:?}", result.status);
 //! # Ok(()) }
