@@ -29,7 +29,7 @@ use whatsapp_rust::wacore::xml::DisplayableNode;
 use whatsapp_rust::wacore_binary::node::{Node, NodeContent};
 use whatsapp_rust::{ContactError, IqError, IsOnWhatsAppResult, Jid, NodeBuilder};
 
-use test_support::accounts::{OFFLINE_VERSION, offline_transport, pair_store, paired_memory_store};
+use test_support::accounts::{OFFLINE_VERSION, offline_transport, paired_memory_store};
 
 /// Clients that never reach WhatsApp: no transport, and no web-version fetch.
 fn offline() -> ClientOptions {
@@ -45,10 +45,7 @@ fn device(id: &str) -> DeviceId {
 
 async fn paired_sqlite_store(dir: &Path, id: &str, pn: &str) {
     let path = StorePath::new(dir, &device(id));
-    let store = SqliteStore::new(&path.database().to_string_lossy())
-        .await
-        .unwrap();
-    pair_store(&store, pn).await;
+    test_support::accounts::paired_sqlite_store(&path.database(), pn).await;
 }
 
 fn settings() -> NativeSettings {

@@ -68,6 +68,30 @@ pub trait AvatarBackend: Send + Sync + 'static {
 
     /// Closes held sessions cleanly, once no job runs any more.
     async fn close(&self) {}
+
+    /// The native sessions this process could hold, and whether it holds each now: where the replicas
+    /// place native devices' groups ([`crate::lanes`]). A gateway holds none.
+    fn placements(&self) -> Vec<Placement> {
+        Vec::new()
+    }
+
+    /// Takes a device's session (its store lock) if no other process holds it.
+    async fn acquire(&self, _device: &DeviceId) -> bool {
+        false
+    }
+
+    /// Closes a device's session and releases its store, for another replica to take.
+    async fn release(&self, _device: &DeviceId) {}
+}
+
+/// A native session this process could serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub device: DeviceId,
+    /// This process holds the session (or it is unpaired: nobody holds it and every replica answers alike).
+    pub held: bool,
+    /// Paired: a real session, shared out among the replicas. An unpaired one is served by any.
+    pub paired: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,19 +157,29 @@ async fn native_backend(
     }
     devices.sort();
     devices.dedup();
-    let registry = SessionRegistry::open_dir(
-        &settings.native.sessions_dir,
-        &devices,
+    let registry = SessionRegistry::new(
+        native::Stores::Dir(settings.native.sessions_dir.clone()),
         Connect::Paired,
         Some(metrics.clone()),
-    )
-    .await?;
+    );
+    // A store another replica holds is left to it: the replicas share native devices out (`lanes`).
+    for device in &devices {
+        match registry.open(device).await {
+            Ok(_) => {}
+            Err(native::NativeError::InUse { owner, .. }) => {
+                tracing::info!(device = device.as_str(), %owner, "session held by another process; served there");
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
     // Ended sessions (logged out, replaced, a new pairing) are rebuilt on SIGHUP, without a restart.
     #[cfg(unix)]
     if let Err(err) = registry.rebuild_on_sighup() {
         tracing::warn!(%err, "native sessions will not be rebuilt on SIGHUP");
     }
-    Ok(Arc::new(NativeBackend::new(registry, &settings.native)))
+    Ok(Arc::new(
+        NativeBackend::new(registry, &settings.native).with_candidates(devices),
+    ))
 }
 
 #[cfg(not(feature = "native"))]

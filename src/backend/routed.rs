@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{AvatarBackend, AvatarRequest, Lookup, SessionReport};
+use super::{AvatarBackend, AvatarRequest, Lookup, Placement, SessionReport};
 use crate::image::PreparedImage;
 use crate::protocol::{DeviceId, JobError};
 
@@ -74,5 +74,20 @@ impl AvatarBackend for DeviceBackends {
         for backend in self.distinct() {
             backend.close().await;
         }
+    }
+
+    fn placements(&self) -> Vec<Placement> {
+        self.distinct()
+            .into_iter()
+            .flat_map(|backend| backend.placements())
+            .collect()
+    }
+
+    async fn acquire(&self, device: &DeviceId) -> bool {
+        self.pick(Some(device)).acquire(device).await
+    }
+
+    async fn release(&self, device: &DeviceId) {
+        self.pick(Some(device)).release(device).await
     }
 }

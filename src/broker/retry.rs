@@ -85,7 +85,10 @@ impl RetryPolicy {
 
     /// The shortest wait: for asking again soon.
     pub fn first_tier(&self) -> Duration {
-        self.tiers.first().copied().unwrap_or(Duration::from_secs(1))
+        self.tiers
+            .first()
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 
     fn longest(&self) -> Duration {

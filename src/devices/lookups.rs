@@ -114,7 +114,10 @@ impl LookupHealth {
             let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
             let evidence = devices.entry(device.cloned()).or_default();
             evidence.decay(now_ms, self.settings.memory);
-            (evidence.failure_rate(), now_ms < evidence.throttled_until_ms)
+            (
+                evidence.failure_rate(),
+                now_ms < evidence.throttled_until_ms,
+            )
         };
         if !throttled && checks >= self.required_checks(rate) {
             Verdict::Confirmed
@@ -167,7 +170,10 @@ mod tests {
         assert_eq!(needed(0, 0), 8, "nothing known: 3 in 10 lookups may fail");
         let after_100 = needed(100, 0);
         let after_1000 = needed(1000, 0);
-        assert!(after_100 < 8 && after_1000 <= after_100, "{after_100} {after_1000}");
+        assert!(
+            after_100 < 8 && after_1000 <= after_100,
+            "{after_100} {after_1000}"
+        );
         assert_eq!(after_1000, 2, "even a clean device asks twice");
     }
 
@@ -183,8 +189,16 @@ mod tests {
         assert_eq!(h.judge(Some(&d), 2, 1_000), Verdict::Confirmed);
         h.record(Some(&d), Lookup::Throttled, 2_000);
         assert_eq!(h.judge(Some(&d), 2, 2_000), Verdict::Recheck, "throttled");
-        assert_eq!(h.judge(Some(&d), 8, 2_000), Verdict::Unconfirmed, "asked enough");
-        assert_eq!(h.judge(Some(&d), 2, 62_001), Verdict::Confirmed, "cool-down over");
+        assert_eq!(
+            h.judge(Some(&d), 8, 2_000),
+            Verdict::Unconfirmed,
+            "asked enough"
+        );
+        assert_eq!(
+            h.judge(Some(&d), 2, 62_001),
+            Verdict::Confirmed,
+            "cool-down over"
+        );
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum ClaimCommand {
     Subscribe(ClaimId),
     /// Give the claim to the next subscriber (after the owner stopped) and subscribe again at the end.
     Release(ClaimId),
+    /// Give the claim up altogether (this replica can no longer serve it: a native session it released).
+    Unsubscribe(ClaimId),
     /// Record a new lane of an owned claim; `done` fires once the broker confirmed the marker.
     AddLane {
         claim: ClaimId,
@@ -163,7 +165,14 @@ impl Claims {
                     self.put_token(&claim).await;
                 }
             }
-            ClaimCommand::Release(claim) => self.release(&claim).await?,
+            ClaimCommand::Release(claim) => {
+                if self.unsubscribe(&claim).await? {
+                    self.subscribe(&claim).await?;
+                }
+            }
+            ClaimCommand::Unsubscribe(claim) => {
+                self.unsubscribe(&claim).await?;
+            }
             ClaimCommand::AddLane { claim, lane, done } => {
                 let confirmed = self.put_marker(&claim, &lane).await;
                 let _ = done.send(confirmed);
@@ -218,11 +227,11 @@ impl Claims {
         Ok(())
     }
 
-    /// Cancels the subscription first, so what it held goes to the next subscriber, then returns it and
-    /// subscribes again, last in line.
-    async fn release(&mut self, claim: &ClaimId) -> Result<(), lapin::Error> {
+    /// Cancels the subscription first, so what it held goes to the next subscriber, then returns it.
+    /// False when there was no subscription.
+    async fn unsubscribe(&mut self, claim: &ClaimId) -> Result<bool, lapin::Error> {
         let Some(held) = self.held.remove(claim) else {
-            return Ok(());
+            return Ok(false);
         };
         self.channel
             .basic_cancel(held.tag.as_str().into(), BasicCancelOptions::default())
@@ -230,7 +239,7 @@ impl Claims {
         for message in held.token.iter().chain(held.markers.values()) {
             requeue(message).await;
         }
-        self.subscribe(claim).await
+        Ok(true)
     }
 
     async fn delivered(

@@ -1,7 +1,7 @@
 //! This replica's share of the work: the claims it subscribes to, the owners it runs for the claims it
 //! wins, and the excess it hands over when it owns more than its fair share.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -13,6 +13,7 @@ use super::group::GroupOwner;
 use super::names::Group;
 use super::{LaneKey, SessionCtx};
 use crate::devices::Start;
+use crate::protocol::DeviceId;
 use crate::worker::intake;
 
 struct Owned {
@@ -35,6 +36,10 @@ pub struct Manager {
     claims: mpsc::UnboundedSender<ClaimCommand>,
     events: mpsc::UnboundedReceiver<ClaimEvent>,
     owned: HashMap<ClaimId, Owned>,
+    /// Native devices whose claim this replica subscribes to (it holds their sessions).
+    native: HashSet<DeviceId>,
+    /// Native devices handed over lately, not to be taken back before the instant.
+    cooling: HashMap<DeviceId, tokio::time::Instant>,
 }
 
 impl Manager {
@@ -60,12 +65,18 @@ impl Manager {
             .map(|n| ClaimId::Group(Group::Shard(n)))
             .collect();
         subscriptions.push(ClaimId::UpdateIntake);
+        let native: HashSet<DeviceId> = ctx
+            .services
+            .backend
+            .placements()
+            .into_iter()
+            .filter(|placement| placement.held)
+            .map(|placement| placement.device)
+            .collect();
         subscriptions.extend(
-            ctx.services
-                .backend
-                .sessions()
-                .into_iter()
-                .map(|session| ClaimId::Group(Group::Native(session.device))),
+            native
+                .iter()
+                .map(|device| ClaimId::Group(Group::Native(device.clone()))),
         );
         for claim in subscriptions {
             let _ = claims.send(ClaimCommand::Subscribe(claim));
@@ -75,6 +86,8 @@ impl Manager {
             claims,
             events,
             owned: HashMap::new(),
+            native,
+            cooling: HashMap::new(),
         }
     }
 
@@ -101,7 +114,10 @@ impl Manager {
         }
         for (claim, owned) in self.owned.drain() {
             let _ = owned.task.await;
-            self.ctx.services.metrics.claim_owned(metric_kind(&claim), -1);
+            self.ctx
+                .services
+                .metrics
+                .claim_owned(metric_kind(&claim), -1);
         }
     }
 
@@ -114,7 +130,10 @@ impl Manager {
             } => {
                 tracing::info!(?claim, ?start, lanes = lanes.len(), "claim won");
                 let owned = self.run_owner(&claim, start, lanes);
-                self.ctx.services.metrics.claim_owned(metric_kind(&claim), 1);
+                self.ctx
+                    .services
+                    .metrics
+                    .claim_owned(metric_kind(&claim), 1);
                 self.owned.insert(claim, owned);
             }
             ClaimEvent::Lane { claim, lane } => {
@@ -149,15 +168,22 @@ impl Manager {
         }
     }
 
-    /// Hands over the shards beyond this replica's fair share: `ceil(shards / replicas)`, where the replicas
-    /// are the subscribers of a shard's claim (every replica subscribes to every shard).
+    /// Hands over the shards and native devices beyond this replica's fair share, `ceil(n / replicas)`,
+    /// where the replicas are the subscribers of a shard's claim (every replica subscribes to every shard),
+    /// and takes the native sessions that are free.
     async fn balance(&mut self) {
-        let shards = usize::from(self.ctx.services.settings.lanes.groups);
         let claim_queue = self.ctx.lane_names.claim(&Group::Shard(0));
         let Ok(replicas) = self.ctx.consumer_count(&claim_queue).await else {
             return;
         };
-        let fair = shards.div_ceil((replicas as usize).max(1));
+        let replicas = (replicas as usize).max(1);
+        self.balance_shards(replicas).await;
+        self.place_native(replicas).await;
+    }
+
+    async fn balance_shards(&mut self, replicas: usize) {
+        let shards = usize::from(self.ctx.services.settings.lanes.groups);
+        let fair = shards.div_ceil(replicas);
         let mut mine: Vec<ClaimId> = self
             .owned
             .keys()
@@ -169,18 +195,83 @@ impl Manager {
         }
         mine.sort();
         for claim in mine.split_off(fair) {
-            if let Some(owned) = self.owned.remove(&claim) {
-                tracing::info!(
-                    ?claim,
-                    replicas,
-                    fair,
-                    "handing a claim over to balance the replicas"
-                );
-                owned.stop.cancel();
-                let _ = owned.task.await;
-                self.ctx.services.metrics.claim_owned(metric_kind(&claim), -1);
-                let _ = self.claims.send(ClaimCommand::Release(claim));
+            tracing::info!(
+                ?claim,
+                replicas,
+                fair,
+                "handing a claim over to balance the replicas"
+            );
+            self.stop_owner(&claim).await;
+            let _ = self.claims.send(ClaimCommand::Release(claim));
+        }
+    }
+
+    /// Native devices go where their sessions are: this replica subscribes to a device's claim while it
+    /// holds the session, takes free sessions (not ones it handed over lately), and hands over those beyond
+    /// its fair share of the paired ones (closing the session frees it for another replica). Unpaired
+    /// sessions, held by nobody, are served by any replica.
+    async fn place_native(&mut self, replicas: usize) {
+        let placements = self.ctx.services.backend.placements();
+        if placements.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        self.cooling.retain(|_, until| *until > now);
+        let paired: HashSet<DeviceId> = placements
+            .iter()
+            .filter(|p| p.paired)
+            .map(|p| p.device.clone())
+            .collect();
+        let fair = paired.len().div_ceil(replicas);
+        let mine = |native: &HashSet<DeviceId>| native.intersection(&paired).count();
+        for placement in &placements {
+            let device = &placement.device;
+            let held = placement.held
+                || (mine(&self.native) < fair
+                    && !self.cooling.contains_key(device)
+                    && self.ctx.services.backend.acquire(device).await);
+            if held && self.native.insert(device.clone()) {
+                let group = Group::Native(device.clone());
+                if let Err(err) = self.ctx.declare_group(&group).await {
+                    return self
+                        .ctx
+                        .watch
+                        .lost(format!("declaring a native group: {err}"));
+                }
+                let _ = self
+                    .claims
+                    .send(ClaimCommand::Subscribe(ClaimId::Group(group)));
             }
+        }
+        while mine(&self.native) > fair {
+            let Some(device) = self.native.intersection(&paired).max().cloned() else {
+                break;
+            };
+            tracing::info!(
+                device = device.as_str(),
+                replicas,
+                fair,
+                "handing a native device over"
+            );
+            let claim = ClaimId::Group(Group::Native(device.clone()));
+            self.stop_owner(&claim).await;
+            let _ = self.claims.send(ClaimCommand::Unsubscribe(claim));
+            self.ctx.services.backend.release(&device).await;
+            self.native.remove(&device);
+            let cool = self.ctx.services.settings.lanes.balance * 3;
+            self.cooling.insert(device, now + cool);
+        }
+    }
+
+    /// Stops the owner of a claim, if this replica runs one, and waits until its jobs are settled.
+    async fn stop_owner(&mut self, claim: &ClaimId) {
+        if let Some(owned) = self.owned.remove(claim) {
+            owned.stop.cancel();
+            let _ = owned.task.await;
+            self.ctx
+                .services
+                .metrics
+                .claim_owned(metric_kind(claim), -1);
         }
     }
 }

@@ -38,7 +38,10 @@ impl NotOnWhatsappSettings {
             ));
         }
         if self.max_checks == 0 || self.max_checks > 20 {
-            return Err(invalid("not_on_whatsapp.max_checks", "must be between 1 and 20"));
+            return Err(invalid(
+                "not_on_whatsapp.max_checks",
+                "must be between 1 and 20",
+            ));
         }
         if self.memory.is_zero() {
             return Err(invalid("not_on_whatsapp.memory_ms", "must be at least 1"));

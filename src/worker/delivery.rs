@@ -16,7 +16,7 @@ use super::execute::{Outcome, execute};
 use super::settle::Settle;
 use crate::broker::{self, DeadLetter, DeadReason, JobHeaders, Publisher, headers};
 use crate::devices::{Lookup, Verdict, now_ms};
-use crate::lanes::names::LaneKind;
+use crate::lanes::names::{Group, LaneKind};
 use crate::lanes::{LaneKey, Routing};
 use crate::protocol::{ErrorCode, Job, JobError, JobKind, ParsedJob, Then, parse_job};
 
@@ -26,6 +26,8 @@ pub(crate) struct JobCtx {
     pub services: Arc<Services>,
     pub publisher: Publisher,
     pub replies: ReplyCheck,
+    /// The groups whose claim and inbox this session declared.
+    pub declared: Arc<Mutex<std::collections::HashSet<Group>>>,
 }
 
 /// What a running job tells its lane.
@@ -300,6 +302,24 @@ async fn execute_in_order(
 }
 
 impl JobCtx {
+    /// Declares a group's claim and inbox unless this session did already (a native device's group is
+    /// declared by the first replica that routes a job to it).
+    pub async fn ensure_group(&self, group: &Group) -> Result<(), lapin::Error> {
+        let known = self
+            .declared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(group);
+        if !known {
+            super::session::declare_group(&self.services, &self.publisher, group).await?;
+            self.declared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(group.clone());
+        }
+        Ok(())
+    }
+
     /// Dead-letters a message that is no job of ours (it lacks what the worker itself writes), so a person
     /// can look at it; nothing is answered.
     pub async fn dead_letter_foreign(&self, delivery: Delivery) {

@@ -40,6 +40,7 @@ pub(crate) struct SessionCtx {
     pub watch: Watch,
     pub tracker: TaskTracker,
     replies: ReplyCheck,
+    declared: Arc<std::sync::Mutex<std::collections::HashSet<Group>>>,
     tags: AtomicU64,
 }
 
@@ -82,6 +83,11 @@ impl SessionCtx {
         .await
     }
 
+    /// Declares a group's claim (single active consumer) and inbox; idempotent.
+    pub async fn declare_group(&self, group: &Group) -> Result<(), lapin::Error> {
+        self.job().ensure_group(group).await
+    }
+
     /// How many consumers `queue` has, asked on a channel of its own (a missing queue closes it).
     pub async fn consumer_count(&self, queue: &str) -> Result<u32, lapin::Error> {
         let channel = self.connection.create_channel().await?;
@@ -95,6 +101,7 @@ impl SessionCtx {
             services: self.services.clone(),
             publisher: self.publisher.clone(),
             replies: self.replies.clone(),
+            declared: self.declared.clone(),
         }
     }
 }
@@ -129,7 +136,7 @@ async fn serve(
 ) -> Result<SessionEnd, lapin::Error> {
     let publisher = Publisher::new(connection.create_channel().await?, watch.clone()).await?;
     let lane_names = LaneNames::new(&services.settings.topology.prefix);
-    declare(services, &publisher, &lane_names).await?;
+    let declared = declare(services, &publisher, &lane_names).await?;
     let ctx = Arc::new(SessionCtx {
         services: services.clone(),
         publisher: publisher.clone(),
@@ -140,6 +147,7 @@ async fn serve(
         watch: watch.clone(),
         tracker: tracker.clone(),
         replies: ReplyCheck::new(connection.clone()),
+        declared: Arc::new(std::sync::Mutex::new(declared.into_iter().collect())),
         tags: AtomicU64::new(0),
     });
     let stop_lanes = CancellationToken::new();
@@ -227,35 +235,49 @@ async fn declare(
     services: &Services,
     publisher: &Publisher,
     lane_names: &LaneNames,
-) -> Result<(), lapin::Error> {
+) -> Result<Vec<Group>, lapin::Error> {
     let queue_type = services.settings.topology.queue_type;
     let channel = publisher.channel();
     broker::declare(channel, &services.names, queue_type, &services.retry).await?;
-    let mut claims = vec![lane_names.update_intake_claim()];
+    let claim = lane_names.update_intake_claim();
+    broker::declare_queue(channel, &claim, queue_type, single_active()).await?;
     let mut groups: Vec<Group> = (0..services.settings.lanes.groups)
         .map(Group::Shard)
         .collect();
     groups.extend(
         services
             .backend
-            .sessions()
+            .placements()
             .into_iter()
-            .map(|session| Group::Native(session.device)),
+            .map(|placement| Group::Native(placement.device)),
     );
     for group in &groups {
-        claims.push(lane_names.claim(group));
-        broker::declare_queue(
-            channel,
-            &lane_names.inbox(group),
-            queue_type,
-            FieldTable::default(),
-        )
-        .await?;
+        declare_group(services, publisher, group).await?;
     }
-    let mut single_active = FieldTable::default();
-    single_active.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-    for claim in claims {
-        broker::declare_queue(channel, &claim, queue_type, single_active.clone()).await?;
-    }
-    Ok(())
+    Ok(groups)
+}
+
+/// Declares a group's claim (single active consumer) and its inbox; idempotent.
+pub(crate) async fn declare_group(
+    services: &Services,
+    publisher: &Publisher,
+    group: &Group,
+) -> Result<(), lapin::Error> {
+    let queue_type = services.settings.topology.queue_type;
+    let channel = publisher.channel();
+    let names = &services.lane_names;
+    broker::declare_queue(channel, &names.claim(group), queue_type, single_active()).await?;
+    broker::declare_queue(
+        channel,
+        &names.inbox(group),
+        queue_type,
+        FieldTable::default(),
+    )
+    .await
+}
+
+fn single_active() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    arguments
 }

@@ -200,7 +200,11 @@ async fn device_states_and_gateway_faults_have_their_own_codes() {
     // A group skips GOWA's on-WhatsApp lookup: throttling shows at the picture query.
     const GROUP: &str = "120363000000000001@g.us";
     for (faults, phone, code) in [
-        (json!({"rate_overlimit": 1.0}), GROUP, ErrorCode::RateLimited),
+        (
+            json!({"rate_overlimit": 1.0}),
+            GROUP,
+            ErrorCode::RateLimited,
+        ),
         (
             json!({"timeout": 1.0, "timeout_ms": 50}),
             SET,
@@ -208,11 +212,18 @@ async fn device_states_and_gateway_faults_have_their_own_codes() {
         ),
         (json!({"internal_error": 1.0}), SET, ErrorCode::GatewayError),
         // For a user the lookup is throttled first, and GOWA says "not on whatsapp": never final.
-        (json!({"rate_overlimit": 1.0}), SET, ErrorCode::NotOnWhatsapp),
+        (
+            json!({"rate_overlimit": 1.0}),
+            SET,
+            ErrorCode::NotOnWhatsapp,
+        ),
     ] {
         app.put("/_mock/faults", faults).await;
-        app.publish_json(JobKind::Fetch, &json!({"phone": phone, "device_id": "dev-a"}))
-            .await;
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"phone": phone, "device_id": "dev-a"}),
+        )
+        .await;
         let result = app.next_result().await;
         let error = result.error.expect("an error");
         assert_eq!(error.code, code, "{error:?}");

@@ -69,8 +69,12 @@ async fn a_backlog_waits_in_its_lane_at_two_publishes_a_job() {
         ..AppOptions::default()
     })
     .await;
-    app.publish_all(JobKind::Fetch, &fetches("b", "dev-a", JOBS), BasicProperties::default())
-        .await;
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("b", "dev-a", JOBS),
+        BasicProperties::default(),
+    )
+    .await;
     let lane = lane(&app, "dev-a", LaneKind::Fetch);
     let mut deepest = 0;
     let deadline = Instant::now() + WAIT;
@@ -80,11 +84,20 @@ async fn a_backlog_waits_in_its_lane_at_two_publishes_a_job() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(deepest >= JOBS as u32 / 2, "the backlog waits in the broker: {deepest}");
+    assert!(
+        deepest >= JOBS as u32 / 2,
+        "the backlog waits in the broker: {deepest}"
+    );
     answers(&mut app, JOBS).await;
     let publishes = metric(&app, "avatar_worker_job_publishes_total").await;
-    eprintln!("{JOBS} jobs for one device: {publishes} publishes besides the results, {:.2} a job", publishes / JOBS as f64);
-    assert!(publishes / JOBS as f64 <= 2.0, "two hops a job at most: {publishes}");
+    eprintln!(
+        "{JOBS} jobs for one device: {publishes} publishes besides the results, {:.2} a job",
+        publishes / JOBS as f64
+    );
+    assert!(
+        publishes / JOBS as f64 <= 2.0,
+        "two hops a job at most: {publishes}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +118,8 @@ async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
             .iter()
             .flat_map(|d| fetches(&format!("{d}-"), d, JOBS))
             .collect();
-        app.publish_all(JobKind::Fetch, &jobs, BasicProperties::default()).await;
+        app.publish_all(JobKind::Fetch, &jobs, BasicProperties::default())
+            .await;
         let mut workers = Vec::new();
         for _ in 0..replicas {
             workers.push(start_worker(&app.settings, &app.shutdown_handle()).await);
@@ -128,7 +142,9 @@ async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
                 "{replicas} replicas, {device}: {most} calls within a second"
             );
         }
-        eprintln!("{replicas} replicas, {DEVICES} devices at {rate}/s: slowest device {slowest:.2}/s");
+        eprintln!(
+            "{replicas} replicas, {DEVICES} devices at {rate}/s: slowest device {slowest:.2}/s"
+        );
     }
 }
 
@@ -140,8 +156,12 @@ async fn an_interactive_job_overtakes_its_devices_backlog() {
         ..AppOptions::default()
     })
     .await;
-    app.publish_all(JobKind::Fetch, &fetches("bulk", "dev-a", BULK), BasicProperties::default())
-        .await;
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("bulk", "dev-a", BULK),
+        BasicProperties::default(),
+    )
+    .await;
     let lane = lane(&app, "dev-a", LaneKind::Fetch);
     // Setting up: 5,000 jobs move to their lane (slower when the machine is busy).
     let deadline = Instant::now() + 3 * WAIT;
@@ -167,7 +187,11 @@ async fn an_interactive_job_overtakes_its_devices_backlog() {
     let asked = Instant::now();
     app.publish_all(JobKind::Fetch, &[job], urgent).await;
     while app.next_result().await.job_id.as_str() != "urgent" {}
-    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(app.try_queue_depth(&lane).await.unwrap_or(0) > BULK as u32 - 20);
 }
 
@@ -196,14 +220,19 @@ async fn updates_apply_in_publish_order_across_replicas() {
             json!({"job_id": format!("u{i}"), "device_id": "dev-a", "image": {"base64": b64}})
         })
         .collect();
-    app.publish_all(JobKind::Update, &jobs, BasicProperties::default()).await;
+    app.publish_all(JobKind::Update, &jobs, BasicProperties::default())
+        .await;
     let results = app.results(UPDATES).await;
     let order: Vec<&str> = results.iter().map(|r| r.job_id.as_str()).collect();
     let expected: Vec<String> = (0..UPDATES).map(|i| format!("u{i}")).collect();
     assert_eq!(order, expected, "applied in publish order");
     let last = results[UPDATES - 1].image.as_ref().unwrap();
     let stored = app.get("/_mock/devices/dev-a/avatar").await["results"].clone();
-    assert_eq!(stored["uploaded_sha256"], json!(last.sha256), "the last one wins");
+    assert_eq!(
+        stored["uploaded_sha256"],
+        json!(last.sha256),
+        "the last one wins"
+    );
 }
 
 #[tokio::test]
@@ -214,15 +243,22 @@ async fn lanes_with_jobs_are_served_again_after_every_replica_restarts() {
         ..AppOptions::default()
     })
     .await;
-    app.publish_all(JobKind::Fetch, &fetches("r", "dev-a", JOBS), BasicProperties::default())
-        .await;
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("r", "dev-a", JOBS),
+        BasicProperties::default(),
+    )
+    .await;
     let mut seen = HashSet::new();
     while seen.len() < 3 {
         seen.insert(app.next_result().await.job_id.to_string());
     }
     app.stop_worker().await;
     let lane = lane(&app, "dev-a", LaneKind::Fetch);
-    let waiting = app.try_queue_depth(&lane).await.expect("the lane is still there");
+    let waiting = app
+        .try_queue_depth(&lane)
+        .await
+        .expect("the lane is still there");
     assert!(waiting > 0, "jobs wait in the lane while no worker runs");
     // A worker that never saw these jobs finds the lane in its group's claim.
     app.start_worker().await;
@@ -250,10 +286,18 @@ async fn idle_lanes_are_removed_and_a_lane_with_jobs_never_is() {
         ..AppOptions::default()
     })
     .await;
-    app.publish_all(JobKind::Fetch, &fetches("b", "dev-b", 4), BasicProperties::default())
-        .await;
-    app.publish_all(JobKind::Fetch, &fetches("a", "dev-a", 3), BasicProperties::default())
-        .await;
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("b", "dev-b", 4),
+        BasicProperties::default(),
+    )
+    .await;
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("a", "dev-a", 3),
+        BasicProperties::default(),
+    )
+    .await;
     answers(&mut app, 4).await; // dev-a's three and dev-b's first
     let a_lane = lane(&app, "dev-a", LaneKind::Fetch);
     let deadline = Instant::now() + WAIT;
@@ -278,7 +322,11 @@ fn free_port() -> u16 {
 }
 
 async fn lanes_running(http: &reqwest::Client, port: u16) -> f64 {
-    let Ok(response) = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await else {
+    let Ok(response) = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    else {
         return 0.0;
     };
     let text = response.text().await.unwrap_or_default();
@@ -301,7 +349,10 @@ async fn another_replica_takes_over_a_killed_owners_lane_within_seconds() {
     let pacing = [
         ("AVATAR_WORKER__PACING__FETCH__RATE_PER_S", rate.to_string()),
         ("AVATAR_WORKER__PACING__FETCH__BURST", burst.to_string()),
-        ("AVATAR_WORKER__PACING__FETCH__CONCURRENCY", concurrency.to_string()),
+        (
+            "AVATAR_WORKER__PACING__FETCH__CONCURRENCY",
+            concurrency.to_string(),
+        ),
         ("AVATAR_WORKER__PACING__ENABLED", "true".to_string()),
     ];
     let ports = [free_port(), free_port()];
@@ -313,8 +364,12 @@ async fn another_replica_takes_over_a_killed_owners_lane_within_seconds() {
             crate::process::WorkerProcess::start(&app, &env)
         })
         .collect();
-    app.publish_all(JobKind::Fetch, &fetches("k", "dev-a", JOBS), BasicProperties::default())
-        .await;
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("k", "dev-a", JOBS),
+        BasicProperties::default(),
+    )
+    .await;
     let mut seen = HashSet::new();
     let mut total = 0;
     while seen.len() < 40 {
@@ -336,7 +391,10 @@ async fn another_replica_takes_over_a_killed_owners_lane_within_seconds() {
     while seen.len() < JOBS {
         let result = app.next_result().await;
         assert!(result.error.is_none(), "{result:?}");
-        if seen.insert(result.job_id.to_string()) && first_after.is_none() && seen.len() > before + 2 {
+        if seen.insert(result.job_id.to_string())
+            && first_after.is_none()
+            && seen.len() > before + 2
+        {
             first_after = Some(killed.elapsed());
         }
         total += 1;
@@ -349,8 +407,17 @@ async fn another_replica_takes_over_a_killed_owners_lane_within_seconds() {
         "owner killed after {before} answers: the other replica answered again after {handover:?}; \
          {duplicates} answered twice; at most {most} calls within a second"
     );
-    assert!(handover < Duration::from_secs(5), "taken over within seconds: {handover:?}");
-    assert!(duplicates <= concurrency, "only the jobs in flight at the kill: {duplicates}");
-    assert!(most <= burst as usize + rate as usize, "the limit holds across the hand-over: {most}");
+    assert!(
+        handover < Duration::from_secs(5),
+        "taken over within seconds: {handover:?}"
+    );
+    assert!(
+        duplicates <= concurrency,
+        "only the jobs in flight at the kill: {duplicates}"
+    );
+    assert!(
+        most <= burst as usize + rate as usize,
+        "the limit holds across the hand-over: {most}"
+    );
     drop(replicas);
 }

@@ -205,3 +205,132 @@ async fn a_logged_out_native_session_is_named_in_jobs_and_readyz_until_it_is_reb
     assert!(body.contains("session phone-z: connecting\n"), "{body}");
     registry.stop().await;
 }
+
+/// Two replicas on one host share a sessions directory: each holds the sessions it can lock, they share
+/// the paired ones out, and a device moves to the other replica when its owner stops.
+#[tokio::test]
+async fn native_devices_are_shared_out_and_move_when_their_owner_stops() {
+    use avatar_worker::backend::native::StorePath;
+    let devices: Vec<DeviceId> = ["phone-a", "phone-b"]
+        .iter()
+        .map(|d| DeviceId::parse(*d).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    for (device, pn) in devices.iter().zip(["15550000031", "15550000032"]) {
+        let store = StorePath::new(dir.path(), device);
+        test_support::accounts::paired_sqlite_store(
+            &store.database(),
+            &format!("{pn}@s.whatsapp.net"),
+        )
+        .await;
+    }
+    let listed = devices.clone();
+    let mut app = spawn_app_with(AppOptions {
+        devices: vec!["dev-a".into()],
+        configure: Box::new(move |s| {
+            s.backend.devices = vec![DeviceBackend {
+                devices: listed,
+                backend: BackendKind::Native,
+            }];
+            s.lanes.balance = std::time::Duration::from_millis(200);
+        }),
+        start_worker: false,
+        ..Default::default()
+    })
+    .await;
+    // A replica: sessions on the shared directory, opened where the store is free, never connected.
+    let replica = |app: &crate::helpers::TestApp| {
+        let (settings, devices, dir) = (
+            app.settings.clone(),
+            devices.clone(),
+            dir.path().to_path_buf(),
+        );
+        async move {
+            let metrics = Metrics::new();
+            let registry =
+                SessionRegistry::new(Stores::Dir(dir), Connect::Never, Some(metrics.clone()));
+            for device in &devices {
+                let _ = registry.open(device).await;
+            }
+            let native: Arc<dyn avatar_worker::backend::AvatarBackend> = Arc::new(
+                NativeBackend::new(registry, &settings.native).with_candidates(devices.clone()),
+            );
+            let gateway = GatewayBackend::new(&settings.gateway).unwrap();
+            let mut backend = DeviceBackends::new(Arc::new(gateway));
+            for device in &devices {
+                backend = backend.route(device.clone(), native.clone());
+            }
+            (
+                Arc::new(backend) as Arc<dyn avatar_worker::backend::AvatarBackend>,
+                metrics,
+            )
+        }
+    };
+    let (first, first_metrics) = replica(&app).await;
+    app.start_worker_on(first, first_metrics).await;
+    let second_stop = avatar_worker::shutdown::Shutdown::new();
+    let (second, second_metrics) = replica(&app).await;
+    let (second_task, second_seen) =
+        crate::helpers::start_worker_on(&app.settings, &second_stop, second, second_metrics).await;
+    let native_claims = |text: String| -> u32 {
+        text.lines()
+            .find_map(|line| line.strip_prefix("avatar_worker_claims_owned{claim=\"native\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let http = app.http.clone();
+    let second_url = format!("http://{}/metrics", second_seen.admin);
+    let second_metrics = || async {
+        http.get(second_url.as_str())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + crate::helpers::WAIT;
+    loop {
+        let first = native_claims(app.admin_get("/metrics").await.1);
+        let second = native_claims(second_metrics().await);
+        if (first, second) == (1, 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shared out: {first} and {second}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.stop_worker().await;
+    loop {
+        if native_claims(second_metrics().await) == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped replica's device moved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Both devices' jobs are answered by the remaining replica, from its own sessions.
+    for device in ["phone-a", "phone-b"] {
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": device, "phone": "6281234567003", "device_id": device}),
+        )
+        .await;
+    }
+    let results = app.results(2).await;
+    for result in results {
+        let code = result.error.map(|e| e.code);
+        assert_eq!(
+            code,
+            Some(ErrorCode::DeviceDisconnected),
+            "{}",
+            result.job_id
+        );
+    }
+    second_stop.trigger();
+    second_task.await.unwrap();
+}

@@ -151,7 +151,11 @@ async fn two_thousand_jobs_under_gateway_faults_all_end_with_a_named_outcome() {
         let outcome = match &result.error {
             // Every number is on WhatsApp here: a throttled lookup's "not on whatsapp" is never final.
             Some(err) if err.code == ErrorCode::NotOnWhatsapp => {
-                assert_eq!((err.confirmed, err.retryable), (Some(false), true), "{err:?}");
+                assert_eq!(
+                    (err.confirmed, err.retryable),
+                    (Some(false), true),
+                    "{err:?}"
+                );
                 err.code.to_string()
             }
             Some(err) => {
@@ -275,7 +279,8 @@ async fn a_throttled_device_never_delays_another() {
             jobs.push(json!({"job_id": format!("{device}-{i}"), "device_id": device, "phone": format!("62817{i:08}")}));
         }
     }
-    app.publish_all(JobKind::Fetch, &jobs, BasicProperties::default()).await;
+    app.publish_all(JobKind::Fetch, &jobs, BasicProperties::default())
+        .await;
     let (mut a_done, mut b_done) = (0usize, 0usize);
     while b_done < 300 {
         let result = app.next_result().await;
@@ -289,7 +294,14 @@ async fn a_throttled_device_never_delays_another() {
     assert!(a_done < 300, "B is not held behind A's backlog");
     // A keeps to 5/s however fast B goes: never more than 5 calls within a second.
     while a_done < 20 {
-        if app.next_result().await.device_id.as_ref().map(|d| d.as_str()) == Some("dev-a") {
+        if app
+            .next_result()
+            .await
+            .device_id
+            .as_ref()
+            .map(|d| d.as_str())
+            == Some("dev-a")
+        {
             a_done += 1;
         }
     }

@@ -71,9 +71,9 @@ async fn run(app: &mut TestApp, faults: serde_json::Value, world_url: &str) -> R
         .json()
         .await
         .expect("JSON");
-    let gateway_calls = log["results"]
-        .as_array()
-        .map_or(0, |all| all.iter().filter(|r| r["path"] == "/user/avatar").count());
+    let gateway_calls = log["results"].as_array().map_or(0, |all| {
+        all.iter().filter(|r| r["path"] == "/user/avatar").count()
+    });
     Run {
         results,
         gateway_calls,

@@ -31,7 +31,7 @@ pub use session::{ClientOptions, EVENTS, Session, SessionState};
 pub use store::{StoreLock, StorePath};
 
 use self::registration::Registrations;
-use super::{AvatarBackend, AvatarRequest, Lookup, SessionReport};
+use super::{AvatarBackend, AvatarRequest, Lookup, Placement, SessionReport};
 use crate::image::PreparedImage;
 use crate::protocol::{DeviceId, ErrorCode, JobError};
 use crate::settings::NativeSettings;
@@ -61,6 +61,8 @@ pub enum NativeError {
 /// The [`AvatarBackend`] over this process's sessions.
 pub struct NativeBackend {
     registry: SessionRegistry,
+    /// The devices this process may serve: configured native, or stored with `backend.default = "native"`.
+    candidates: Vec<DeviceId>,
     fetch_timeout: Duration,
     update_timeout: Duration,
     registrations: Registrations,
@@ -75,6 +77,7 @@ impl NativeBackend {
     pub fn new(registry: SessionRegistry, settings: &NativeSettings) -> Self {
         Self {
             registry,
+            candidates: Vec::new(),
             fetch_timeout: settings.fetch_timeout,
             update_timeout: settings.update_timeout,
             registrations: Registrations::new(settings.on_whatsapp_cache),
@@ -83,6 +86,12 @@ impl NativeBackend {
 
     pub fn registry(&self) -> &SessionRegistry {
         &self.registry
+    }
+
+    /// The devices this backend may serve, for placing them over replicas ([`AvatarBackend::placements`]).
+    pub fn with_candidates(mut self, devices: Vec<DeviceId>) -> Self {
+        self.candidates = devices;
+        self
     }
 
     /// The connected client a job runs on, or the answer for why there is none: no such session, a
@@ -233,5 +242,37 @@ impl AvatarBackend for NativeBackend {
 
     async fn close(&self) {
         self.registry.stop().await;
+    }
+
+    fn placements(&self) -> Vec<Placement> {
+        self.candidates
+            .iter()
+            .map(|device| {
+                let session = self.registry.get(device);
+                let unpaired = session
+                    .as_ref()
+                    .is_some_and(|s| s.state() == SessionState::NotPaired);
+                Placement {
+                    device: device.clone(),
+                    held: unpaired || session.is_some_and(|s| s.holds_store()),
+                    paired: !unpaired,
+                }
+            })
+            .collect()
+    }
+
+    async fn acquire(&self, device: &DeviceId) -> bool {
+        match self.registry.open(device).await {
+            Ok(state) => state != SessionState::Closed,
+            Err(NativeError::InUse { .. }) => false,
+            Err(err) => {
+                tracing::warn!(device = device.as_str(), %err, "cannot open the session");
+                false
+            }
+        }
+    }
+
+    async fn release(&self, device: &DeviceId) {
+        self.registry.close(device).await;
     }
 }

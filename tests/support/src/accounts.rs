@@ -14,6 +14,14 @@ pub async fn pair_store(store: &dyn DeviceStore, pn: &str) {
     store.save(&account).await.expect("saved");
 }
 
+/// A SQLite session store at `database` (a worker's `<sessions_dir>/<device>.db`) that looks paired.
+pub async fn paired_sqlite_store(database: &std::path::Path, pn: &str) {
+    let store = whatsapp_rust::store::SqliteStore::new(&database.to_string_lossy())
+        .await
+        .expect("a SQLite store");
+    pair_store(&store, pn).await;
+}
+
 pub async fn paired_memory_store(pn: &str) -> Arc<dyn Backend> {
     let store = InMemoryBackend::new();
     pair_store(&store, pn).await;
