@@ -38,6 +38,7 @@ impl App {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let metrics = Metrics::new();
         let backend = backend::build(&settings, &metrics).await?;
+        backend.check_at_start().await;
         Self::build_on(settings, backend, metrics).await
     }
 

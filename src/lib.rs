@@ -14,6 +14,7 @@
 //!   with feature `native`, `backend::native` holds sessions in-process; [`backend::build`] picks per device.
 //! - [`devices`]: per-device pacing, concurrency caps and update order.
 //! - [`image`]: preparing update pictures.
+//! - [`http`]: what the worker's HTTP clients share (bodies read up to a limit).
 //! - [`settings`]: layered configuration, checked once.
 //! - [`shutdown`]: the one signal every part stops on.
 //! - [`client`]: the producer side: publish jobs, wait for results.
@@ -27,6 +28,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod devices;
+pub mod http;
 pub mod image;
 pub mod lanes;
 pub mod ops;

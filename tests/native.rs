@@ -45,7 +45,7 @@ fn device(id: &str) -> DeviceId {
 
 async fn paired_sqlite_store(dir: &Path, id: &str, pn: &str) {
     let path = StorePath::new(dir, &device(id));
-    test_support::accounts::paired_sqlite_store(&path.database(), pn).await;
+    test_support::accounts::paired_sqlite_store(path.database(), pn).await;
 }
 
 fn settings() -> NativeSettings {

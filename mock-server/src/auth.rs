@@ -29,7 +29,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use crate::envelope::text;
 use crate::routes::is_public;
-use crate::state::AppState;
+use crate::state::{AppState, read};
 
 /// The authenticated user, attached to the response for the request log.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ fn check(state: &AppState, raw: &[u8]) -> Verdict {
     if user.chars().chain(pass.chars()).any(char::is_control) {
         return Verdict::BadRequest;
     }
-    match state.auth.get(user) {
+    match read(&state.auth).get(user) {
         Some(expected) if constant_time_eq(expected.as_bytes(), pass.as_bytes()) => {
             Verdict::Ok(user.to_string())
         }
@@ -127,7 +127,7 @@ fn check(state: &AppState, raw: &[u8]) -> Verdict {
 
 /// The middleware.
 pub async fn basic_auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if state.auth.is_empty() || is_public(req.method(), req.uri().path()) {
+    if read(&state.auth).is_empty() || is_public(req.method(), req.uri().path()) {
         return next.run(req).await;
     }
     let raw = req

@@ -237,3 +237,30 @@ pub async fn clear_requests(State(state): St) -> Response {
     state.log.clear();
     success::<()>("Mock requests cleared", None)
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    #[serde(default)]
+    pairs: Vec<String>,
+}
+
+/// `PUT /_mock/basic-auth` `{"pairs": ["user:pass", …]}`: replaces the accepted credentials (an empty
+/// list turns authentication off), so a test can fix a "wrong password" while a client keeps running.
+pub async fn put_basic_auth(State(state): St, body: Bytes) -> Response {
+    answer(save_basic_auth(&state, &body))
+}
+
+fn save_basic_auth(state: &AppState, body: &[u8]) -> Answer {
+    let credentials: Credentials = parse(body)?;
+    let pairs = credentials
+        .pairs
+        .iter()
+        .map(|pair| crate::config::parse_basic_auth_pair(pair))
+        .collect::<Result<std::collections::HashMap<_, _>, _>>()
+        .map_err(|e| bad_request(&e))?;
+    let users: Vec<&String> = pairs.keys().collect();
+    let view = json!({ "users": users });
+    *write(&state.auth) = pairs;
+    Ok(success("Mock credentials", Some(&view)))
+}

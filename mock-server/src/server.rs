@@ -107,6 +107,7 @@ fn mock_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(&format!("{}{{file}}", cdn::PATH_PREFIX), get(cdn::serve))
         .route("/_mock/reset", post(control::reset))
+        .route("/_mock/basic-auth", put(control::put_basic_auth))
         .route("/_mock/devices", get(control::list_devices))
         .route(
             "/_mock/devices/{id}",

@@ -21,7 +21,8 @@ pub struct AppState {
     /// Base of picture URLs, without a trailing `/`.
     pub public_base: String,
     /// Basic-auth user → password (last pair wins).
-    pub auth: HashMap<String, String>,
+    pub auth: RwLock<HashMap<String, String>>,
+    initial_auth: HashMap<String, String>,
     pub initial_devices: Vec<String>,
     /// Faults at start and after `POST /_mock/reset`.
     pub initial_faults: Faults,
@@ -54,7 +55,8 @@ impl AppState {
             shares: config.shares,
             account_validation: config.account_validation,
             public_base,
-            auth: config.basic_auth.iter().cloned().collect(),
+            auth: RwLock::new(config.basic_auth.iter().cloned().collect()),
+            initial_auth: config.basic_auth.iter().cloned().collect(),
             initial_devices: config.devices.clone(),
             initial_faults: config.faults,
             devices: RwLock::new(Devices::new(&config.devices)),
@@ -86,6 +88,7 @@ impl AppState {
         write(&self.contacts).clear();
         write(&self.uploads).clear();
         *write(&self.faults) = self.initial_faults;
+        *write(&self.auth) = self.initial_auth.clone();
         self.log.clear();
     }
 }

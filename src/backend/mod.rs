@@ -69,6 +69,24 @@ pub trait AvatarBackend: Send + Sync + 'static {
     /// Closes held sessions cleanly, once no job runs any more.
     async fn close(&self) {}
 
+    /// Whether `device` can take an update at all, asked before any image work: a gateway that does not
+    /// list the device answers `device_not_found` here. Unsure is `Ok`: the job's own call decides.
+    async fn check_device(&self, _device: Option<&DeviceId>) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// Waits while the backend cannot serve `device` at all (a gateway refusing the configured
+    /// credentials): jobs wait in the broker meanwhile.
+    async fn until_usable(&self, _device: Option<&DeviceId>) {}
+
+    /// What keeps the backend from serving any job, for `/readyz`.
+    fn problem(&self) -> Option<String> {
+        None
+    }
+
+    /// Checks what can be checked before the first job (a gateway's credentials).
+    async fn check_at_start(&self) {}
+
     /// The native sessions this process could hold, and whether it holds each now: where the replicas
     /// place native devices' groups ([`crate::lanes`]). A gateway holds none.
     fn placements(&self) -> Vec<Placement> {

@@ -76,6 +76,26 @@ impl AvatarBackend for DeviceBackends {
         }
     }
 
+    async fn check_device(&self, device: Option<&DeviceId>) -> Result<(), JobError> {
+        self.pick(device).check_device(device).await
+    }
+
+    async fn until_usable(&self, device: Option<&DeviceId>) {
+        self.pick(device).until_usable(device).await
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.distinct()
+            .into_iter()
+            .find_map(|backend| backend.problem())
+    }
+
+    async fn check_at_start(&self) {
+        for backend in self.distinct() {
+            backend.check_at_start().await;
+        }
+    }
+
     fn placements(&self) -> Vec<Placement> {
         self.distinct()
             .into_iter()

@@ -149,6 +149,12 @@ pub async fn run(
                 permit = slots.clone().try_acquire_owned().ok();
             }
             if permit.is_some() && turn.is_none() && !waiting.is_empty() {
+                // A backend that cannot serve the device at all (refused credentials) holds the lane.
+                tokio::select! {
+                    _ = ctx.services.backend.until_usable(key.device.as_ref()) => {}
+                    _ = stop.cancelled() => break None,
+                    _ = ctx.watch.wait() => break None,
+                }
                 let wait = pacer.reserve(now_ms());
                 if wait > settings.lanes.max_hold {
                     break Some(wait);

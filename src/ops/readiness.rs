@@ -110,7 +110,10 @@ impl Readiness {
     /// `Ok(())` when ready, else a short reason for the 503 body.
     pub fn check(&self) -> Result<(), String> {
         match self.state() {
-            ReadyState::Consuming => Ok(()),
+            ReadyState::Consuming => match self.sessions.as_ref().and_then(|b| b.problem()) {
+                Some(problem) => Err(problem),
+                None => Ok(()),
+            },
             ReadyState::Starting => Err("not connected to the broker yet".into()),
             ReadyState::Connected => Err("connected; consumers not started yet".into()),
             ReadyState::Disconnected(reason) => {

@@ -98,6 +98,9 @@ pub enum Then {
     Recheck,
     /// Answered now, retryable or not.
     Answer,
+    /// Not answered: back to its queue, to wait until the cause is gone (a gateway refusing the
+    /// configured credentials: the job is not at fault).
+    Requeue,
 }
 
 impl JobError {

@@ -84,7 +84,11 @@ pub(crate) fn redelivered(
         redeliveries = headers.redeliveries,
         "redelivered job: counted and requeued"
     );
-    let (queue, routing) = back_to;
+    back_to_lane(headers, back_to)
+}
+
+/// The job again at the end of its lane, with what is left of its deadline; dropped when none is.
+fn back_to_lane(headers: JobHeaders, (queue, routing): (&str, Option<Routing>)) -> Decision {
     let expiration = remaining(&headers, now_ms());
     if expiration == Some(Duration::ZERO) {
         return Decision::Drop;
@@ -145,18 +149,24 @@ fn remaining(headers: &JobHeaders, now_ms: u64) -> Option<Duration> {
         .map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms)))
 }
 
-/// The job ran: answer it, or, after a transient failure with attempts left, send it to a delay queue.
+/// The job ran: answer it, or, after a transient failure with attempts left, send it to a delay queue; a
+/// failure that is not the job's (the backend cannot serve its device) sends it back to its lane.
 pub(crate) fn ran(
     parsed: &ParsedJob,
     outcome: Result<Outcome, JobError>,
     mut headers: JobHeaders,
     retry: &RetryPolicy,
-    job_queue: &str,
+    (job_queue, lane): (&str, (&str, Option<Routing>)),
     started: Instant,
 ) -> Decision {
     let err = match outcome {
         Err(err) if err.then == Then::Recheck => {
             return recheck(retry, job_queue, headers, err.code);
+        }
+        Err(err) if err.then == Then::Requeue => {
+            // Not counted as an attempt or a redelivery: the lane waits until the backend can serve it.
+            tracing::warn!(code = %err.code, "not the job's fault; it waits in its lane");
+            return back_to_lane(headers, lane);
         }
         Err(err) if err.retryable && err.then == Then::AsRetryable => err,
         outcome => return answer(parsed, outcome, headers, None, started),
@@ -339,7 +349,7 @@ mod tests {
             Err(timeout()),
             headers,
             &policy,
-            "q.fetch",
+            ("q.fetch", ("q.lane", None)),
             Instant::now(),
         ) else {
             panic!("retried")
@@ -353,6 +363,27 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_that_cannot_serve_sends_the_job_back_to_its_lane_uncounted() {
+        let refused = JobError {
+            then: Then::Requeue,
+            ..JobError::new(ErrorCode::GatewayUnauthorized, "refused")
+        };
+        let Decision::Park(park) = ran(
+            &parsed(),
+            Err(refused),
+            JobHeaders::default(),
+            &policy(3),
+            ("q.fetch", ("q.lane", None)),
+            Instant::now(),
+        ) else {
+            panic!("parked")
+        };
+        assert_eq!(park.queue, "q.lane");
+        assert_eq!((park.headers.attempts, park.headers.redeliveries), (0, 0));
+        assert_eq!(park.retry_of, None);
+    }
+
+    #[test]
     fn the_last_attempt_answers_and_dead_letters() {
         let headers = JobHeaders {
             attempts: 2,
@@ -363,7 +394,7 @@ mod tests {
             Err(timeout()),
             headers,
             &policy(3),
-            "q.fetch",
+            ("q.fetch", ("q.lane", None)),
             Instant::now(),
         ) else {
             panic!("answered")
@@ -383,7 +414,7 @@ mod tests {
             Err(not_found),
             JobHeaders::default(),
             &policy(5),
-            "q.fetch",
+            ("q.fetch", ("q.lane", None)),
             Instant::now(),
         ) else {
             panic!("answered")
@@ -394,7 +425,7 @@ mod tests {
             Ok(Outcome::with_status(Status::Hidden)),
             JobHeaders::default(),
             &policy(5),
-            "q.fetch",
+            ("q.fetch", ("q.lane", None)),
             Instant::now(),
         ) else {
             panic!("answered")

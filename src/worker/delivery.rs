@@ -205,12 +205,17 @@ pub(crate) async fn run(
             });
         }
         let job_queue = services.names.job_queue(kind);
+        let lane_queue = services.lane_names.lane(parsed.device_id.as_ref(), lane);
+        let routing = Routing {
+            device: parsed.device_id.clone(),
+            lane,
+        };
         let decision = decide::ran(
             &parsed,
             outcome,
             headers,
             &services.retry,
-            job_queue,
+            (job_queue, (lane_queue.as_str(), Some(routing))),
             started,
         );
         settle.apply(decision).await

@@ -62,6 +62,11 @@ async fn update(services: &Services, job: &UpdateJob) -> Result<Outcome, JobErro
         ImageSpec::Base64(data) => ImageSource::Base64(data.clone()),
         ImageSpec::Url(url) => ImageSource::Url(url.clone()),
     };
+    // A device the backend does not have costs no image work.
+    services
+        .backend
+        .check_device(job.device_id.as_ref())
+        .await?;
     let prepared = image::prepare(&source, job.normalize, &services.settings.image).await?;
     services
         .backend

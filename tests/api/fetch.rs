@@ -3,7 +3,7 @@ use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, PASSWORD, TestApp, USER, spawn_app, spawn_app_with};
 
 const SET: &str = "6281100000001";
 const NONE: &str = "6281100000002";
@@ -253,26 +253,111 @@ async fn a_gateway_too_slow_for_the_deadline_is_a_timeout() {
     );
 }
 
+/// A wrong gateway password must not turn the queue into `gateway_unauthorized` answers: the worker
+/// finds it at start (`GET /devices`) or at the first refused call, holds the device's jobs in the broker,
+/// says why in `/readyz`, and serves them once the gateway accepts its credentials again.
 #[tokio::test]
-async fn wrong_credentials_and_no_gateway_are_told_apart() {
+async fn wrong_credentials_hold_the_jobs_until_the_gateway_accepts_them() {
     let mut app = spawn_app_with(AppOptions {
-        configure: Box::new(|s| s.gateway.password = Some("wrong".into())),
+        configure: Box::new(|s| {
+            s.gateway.username = Some("worker".into());
+            s.gateway.password = Some("worker-pass".into());
+        }),
         ..AppOptions::default()
     })
     .await;
-    app.publish_json(JobKind::Fetch, &json!({"phone": SET}))
+    let reason = app
+        .readyz_until(|status, body| status == 503 && body.contains("credentials"))
         .await;
-    let error = app.next_result().await.error.unwrap();
-    assert_eq!(
-        (error.code, error.retryable),
-        (ErrorCode::GatewayUnauthorized, false)
-    );
     assert!(
-        !error.message.contains("wrong"),
-        "the password never shows: {}",
-        error.message
+        !reason.contains("worker-pass"),
+        "no password in /readyz: {reason}"
     );
+    for i in 0..3 {
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": format!("held-{i}"), "phone": SET}),
+        )
+        .await;
+    }
+    // The worker keeps asking `GET /devices`; no job is spent on a gateway that refuses it.
+    wait_for_refused_checks(&app, 2).await;
+    assert_eq!(avatar_calls(&app).await, Vec::<u64>::new());
 
+    let both = json!({"pairs": [format!("{USER}:{PASSWORD}"), "worker:worker-pass"]});
+    app.put("/_mock/basic-auth", both.clone()).await;
+    let mut ids: Vec<String> = Vec::new();
+    for result in app.results(3).await {
+        assert_eq!(result.status, Status::Ok, "{result:?}");
+        ids.push(result.job_id.as_str().to_string());
+    }
+    ids.sort();
+    assert_eq!(ids, ["held-0", "held-1", "held-2"]);
+    app.readyz_becomes(200).await;
+
+    // Refused while running: the job that met the 401 waits too, uncounted, and is answered once.
+    app.put(
+        "/_mock/basic-auth",
+        json!({"pairs": [format!("{USER}:{PASSWORD}")]}),
+    )
+    .await;
+    app.publish_json(JobKind::Fetch, &json!({"job_id": "later", "phone": SET}))
+        .await;
+    app.readyz_until(|status, body| status == 503 && body.contains("credentials"))
+        .await;
+    app.put("/_mock/basic-auth", both).await;
+    let result = app.next_result().await;
+    assert_eq!(
+        (result.job_id.as_str(), result.status, result.attempts),
+        ("later", Status::Ok, 1)
+    );
+    assert_eq!(
+        avatar_calls(&app)
+            .await
+            .iter()
+            .filter(|&&s| s == 401)
+            .count(),
+        1
+    );
+    assert!(app.remaining_results().await.is_empty());
+}
+
+/// The statuses of the gateway's `GET /user/avatar` answers, oldest first.
+async fn avatar_calls(app: &TestApp) -> Vec<u64> {
+    let log = app.get("/_mock/requests").await;
+    log["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["path"] == "/user/avatar")
+        .filter_map(|entry| entry["status"].as_u64())
+        .collect()
+}
+
+/// Waits until the gateway has refused `n` `GET /devices` checks.
+async fn wait_for_refused_checks(app: &TestApp, n: usize) {
+    let deadline = std::time::Instant::now() + crate::helpers::WAIT;
+    loop {
+        let log = app.get("/_mock/requests").await;
+        let refused = log["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["path"] == "/devices" && entry["status"] == 401)
+            .count();
+        if refused >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{refused} refused checks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn no_gateway_answers_gateway_unreachable() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);

@@ -356,6 +356,27 @@ impl TestApp {
         (status, response.text().await.expect("admin body"))
     }
 
+    /// Polls `/readyz` until it answers `status`; returns its body.
+    pub async fn readyz_becomes(&self, status: u16) -> String {
+        self.readyz_until(|got, _| got == status).await
+    }
+
+    /// Polls `/readyz` until its answer (status, body) satisfies `done`; returns the body.
+    pub async fn readyz_until(&self, done: impl Fn(u16, &str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (got, body) = self.admin_get("/readyz").await;
+            if done(got, &body) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/readyz stayed {got} ({body})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn mock_url(&self, path: &str) -> String {
         format!("{}{path}", self.mock.base_url())
     }

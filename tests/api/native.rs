@@ -219,7 +219,7 @@ async fn native_devices_are_shared_out_and_move_when_their_owner_stops() {
     for (device, pn) in devices.iter().zip(["15550000031", "15550000032"]) {
         let store = StorePath::new(dir.path(), device);
         test_support::accounts::paired_sqlite_store(
-            &store.database(),
+            store.database(),
             &format!("{pn}@s.whatsapp.net"),
         )
         .await;

@@ -1,12 +1,10 @@
 //! The admin server of a running worker: `/metrics` counts move as jobs pass, `/readyz` follows the broker
 //! connection.
 
-use std::time::{Duration, Instant};
-
 use avatar_worker::protocol::{ErrorCode, JobKind};
 use serde_json::json;
 
-use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
 use crate::proxy::{Proxy, authority};
 use test_support::broker::broker_url;
 
@@ -17,26 +15,10 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
 }
 
-/// Polls `/readyz` until it answers `status`; returns its body.
-async fn readyz_becomes(app: &TestApp, status: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (got, body) = app.admin_get("/readyz").await;
-        if got == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz stayed {got} ({body}), expected {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn metrics_count_jobs_gateway_calls_and_durations() {
     let mut app = spawn_app().await;
-    readyz_becomes(&app, 200).await;
+    app.readyz_becomes(200).await;
     let (status, body) = app.admin_get("/healthz").await;
     assert_eq!((status, body.trim()), (200, "ok"));
 
@@ -140,10 +122,10 @@ async fn readyz_follows_the_broker_connection() {
         ..AppOptions::default()
     })
     .await;
-    assert_eq!(readyz_becomes(&app, 200).await.trim(), "ready");
+    assert_eq!(app.readyz_becomes(200).await.trim(), "ready");
 
     proxy.pause();
-    let reason = readyz_becomes(&app, 503).await;
+    let reason = app.readyz_becomes(503).await;
     assert!(reason.starts_with("not ready"), "{reason}");
     let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(0.0));
@@ -151,7 +133,7 @@ async fn readyz_follows_the_broker_connection() {
     assert_eq!(app.admin_get("/healthz").await.0, 200);
 
     proxy.resume();
-    readyz_becomes(&app, 200).await;
+    app.readyz_becomes(200).await;
     let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(1.0));
     app.publish_json(

@@ -1,6 +1,7 @@
 //! The GOWA (go-whatsapp-web-multidevice) HTTP gateway: `GET/POST /user/avatar`, Basic auth, `X-Device-Id`.
 
 mod classify;
+mod devices;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,13 +12,17 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::ExposeSecret;
 
 use super::{AvatarBackend, AvatarRequest, Lookup};
+use crate::http::{BodyError, read_capped};
 use crate::image::PreparedImage;
 use crate::ops::Metrics;
 use crate::ops::metrics::GatewayOp;
-use crate::protocol::{DeviceId, ErrorCode, JobError};
+use crate::protocol::{DeviceId, ErrorCode, JobError, Then};
 use crate::settings::{GatewayProfile, GatewaySettings};
 
 pub use classify::{classify_get, classify_set};
+
+/// GOWA's answers are JSON envelopes of a few hundred bytes; anything far larger is not one.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// One gateway instance, with its Authorization header built once and marked sensitive so it never
 /// shows up in debug output.
@@ -57,6 +62,7 @@ pub struct GatewayBackend {
     client: reqwest::Client,
     fallback: Target,
     routed: HashMap<DeviceId, Target>,
+    directory: devices::Directory,
     /// Counts every call by operation and HTTP status; `None` counts nothing.
     metrics: Option<Metrics>,
 }
@@ -79,6 +85,7 @@ impl GatewayBackend {
             client,
             fallback,
             routed,
+            directory: devices::Directory::default(),
             metrics: None,
         })
     }
@@ -151,8 +158,38 @@ impl GatewayBackend {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let body = response.bytes().await.map_err(transport_error)?;
-        Ok((status, content_type, body.to_vec()))
+        let body = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|err| match err {
+                BodyError::Transport(err) => transport_error(err),
+                too_large @ BodyError::TooLarge { .. } => JobError::new(
+                    ErrorCode::GatewayError,
+                    format!("the gateway's answer was refused: {too_large}"),
+                ),
+            })?;
+        Ok((status, content_type, body))
+    }
+}
+
+impl GatewayBackend {
+    /// A refused credential stops the device's jobs (they wait) instead of failing each of them.
+    fn on_error(&self, device: Option<&DeviceId>, mut err: JobError) -> JobError {
+        if err.code == ErrorCode::GatewayUnauthorized {
+            self.directory.refused(&self.client, self.target(device));
+            err.then = Then::Requeue;
+        }
+        err
+    }
+
+    /// Every gateway instance this backend calls.
+    fn targets(&self) -> Vec<&Target> {
+        let mut targets = vec![&self.fallback];
+        for target in self.routed.values() {
+            if !targets.iter().any(|t| t.base_url == target.base_url) {
+                targets.push(target);
+            }
+        }
+        targets
     }
 }
 
@@ -187,7 +224,7 @@ impl AvatarBackend for GatewayBackend {
             ),
         ]);
         let (status, content_type, body) = self.send(GatewayOp::Get, call).await?;
-        classify_get(status, &content_type, &body)
+        classify_get(status, &content_type, &body).map_err(|err| self.on_error(device, err))
     }
 
     async fn set_avatar(
@@ -203,6 +240,51 @@ impl AvatarBackend for GatewayBackend {
         let form = reqwest::multipart::Form::new().part("avatar", part);
         let call = self.request(reqwest::Method::POST, device).multipart(form);
         let (status, content_type, body) = self.send(GatewayOp::Set, call).await?;
-        classify_set(status, &content_type, &body)
+        classify_set(status, &content_type, &body).map_err(|err| self.on_error(device, err))
+    }
+
+    async fn check_device(&self, device: Option<&DeviceId>) -> Result<(), JobError> {
+        let Some(device) = device else {
+            return Ok(());
+        };
+        let target = self.target(Some(device));
+        let listed = self.directory.listed(&self.client, target).await;
+        if let devices::Listed::Refused = listed {
+            return Err(self.on_error(
+                Some(device),
+                JobError::new(
+                    ErrorCode::GatewayUnauthorized,
+                    "gateway refused the credentials (HTTP 401): check gateway.username and gateway.password",
+                ),
+            ));
+        }
+        match listed.has(device.as_str()) {
+            Some(false) => Err(JobError::new(
+                ErrorCode::DeviceNotFound,
+                format!(
+                    "the gateway at {} lists no device {:?} (GET /devices)",
+                    target.base_url,
+                    device.as_str()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn until_usable(&self, device: Option<&DeviceId>) {
+        self.directory.until_accepted(self.target(device)).await;
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.directory.problem()
+    }
+
+    async fn check_at_start(&self) {
+        for target in self.targets() {
+            if let devices::Listed::Unavailable = self.directory.listed(&self.client, target).await
+            {
+                tracing::warn!(gateway = %target.base_url, "the gateway does not answer GET /devices yet");
+            }
+        }
     }
 }
