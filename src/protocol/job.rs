@@ -131,6 +131,9 @@ pub fn parse_job(
             ))),
         };
     }
+    if let Some(parsed) = well_formed(kind, body, fallback_id) {
+        return parsed;
+    }
     let value: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(err) => {
@@ -172,6 +175,31 @@ pub fn parse_job(
         device_id,
         job,
     }
+}
+
+/// The common case, a valid job, read straight into its type. Anything else is read again through a
+/// `Value`, which names what is wrong and still finds the job's id and device.
+fn well_formed(
+    kind: JobKind,
+    body: &[u8],
+    fallback_id: impl FnOnce() -> JobId,
+) -> Option<ParsedJob> {
+    let (job_id, device_id, job) = match kind {
+        JobKind::Fetch => {
+            let job: FetchJob = serde_json::from_slice(body).ok()?;
+            (job.job_id.clone(), job.device_id.clone(), Job::Fetch(job))
+        }
+        JobKind::Update => {
+            let job: UpdateJob = serde_json::from_slice(body).ok()?;
+            (job.job_id.clone(), job.device_id.clone(), Job::Update(job))
+        }
+    };
+    Some(ParsedJob {
+        kind,
+        job_id: job_id.unwrap_or_else(fallback_id),
+        device_id,
+        job: Ok(job),
+    })
 }
 
 /// A present phone string that does not parse is `invalid_phone`; a missing or mistyped one is `invalid_job`.

@@ -61,6 +61,8 @@ pub struct TestApp {
     worker: Option<JoinHandle<()>>,
     /// The started worker's metrics, readiness and admin server.
     pub observed: Option<Observed>,
+    /// Every `device_id` the test published a job for, whose lanes the cleanup deletes.
+    used_devices: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What the ops tests look at in a running worker.
@@ -161,6 +163,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         shutdown,
         worker,
         observed,
+        used_devices: Default::default(),
     }
 }
 
@@ -234,8 +237,18 @@ impl TestApp {
         self.names.job_queue(kind)
     }
 
+    /// Remembers the device a job body names, so the cleanup deletes its lanes.
+    fn note_device(&self, body: &[u8]) {
+        if let Ok(job) = serde_json::from_slice::<Value>(body)
+            && let Some(device) = job["device_id"].as_str()
+        {
+            self.used_devices.lock().unwrap().insert(device.to_string());
+        }
+    }
+
     /// Publishes a raw body (confirmed) to a job queue.
     pub async fn publish_raw(&self, kind: JobKind, body: &[u8], properties: BasicProperties) {
+        self.note_device(body);
         let confirm = self
             .channel
             .basic_publish(
@@ -261,6 +274,7 @@ impl TestApp {
     pub async fn publish_all(&self, kind: JobKind, jobs: &[Value], properties: BasicProperties) {
         let mut confirms = Vec::with_capacity(jobs.len());
         for job in jobs {
+            self.note_device(job.to_string().as_bytes());
             let confirm = self
                 .channel
                 .basic_publish(
@@ -551,9 +565,11 @@ impl Drop for TestApp {
             .flat_map(|entry| entry.devices.iter().cloned())
             .collect();
         // The lanes of the test's devices, in case a claim is still held while this runs.
+        let used: Vec<String> = self.used_devices.lock().unwrap().iter().cloned().collect();
         let known = self
             .devices
             .iter()
+            .chain(&used)
             .filter_map(|d| DeviceId::parse(d.as_str()).ok())
             .map(Some)
             .chain([None]);

@@ -100,6 +100,55 @@ async fn a_backlog_waits_in_its_lane_at_two_publishes_a_job() {
     );
 }
 
+/// A hundred devices, each with a backlog, on one replica: each keeps its own pace, none waits for another
+/// (`bench` runs the same with 1,000 devices and reports memory; docs/scaling.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_devices_each_keep_their_own_pace_on_one_replica() {
+    const DEVICES: usize = 100;
+    const JOBS: usize = 8;
+    let rate = 2.0;
+    let devices: Vec<String> = (0..DEVICES).map(|d| format!("many-{d}")).collect();
+    let mut app = spawn_app_with(AppOptions {
+        devices: devices.clone(),
+        configure: paced(limit(rate, 1, 2)),
+        start_worker: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let jobs: Vec<Value> = devices
+        .iter()
+        .flat_map(|d| fetches(&format!("{d}-"), d, JOBS))
+        .collect();
+    app.publish_all(JobKind::Fetch, &jobs, BasicProperties::default())
+        .await;
+    app.start_worker().await;
+    answers(&mut app, DEVICES * JOBS).await;
+    let starts = app.gateway_starts().await;
+    let mut rates: Vec<f64> = devices
+        .iter()
+        .map(|device| {
+            let at = &starts[device];
+            assert_eq!(at.len(), JOBS, "{device}: one call a job");
+            let most = busiest_window(at, 0.9);
+            assert!(
+                most <= 1 + rate as usize,
+                "{device}: {most} calls within a second"
+            );
+            (JOBS - 1) as f64 / (at[JOBS - 1] - at[0])
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    eprintln!(
+        "{DEVICES} devices at {rate}/s on one replica: {:.3}/s to {:.3}/s",
+        rates[0],
+        rates[DEVICES - 1]
+    );
+    assert!(
+        rates[0] >= rate * 0.95 && rates[DEVICES - 1] <= rate * 1.05,
+        "every device within 5 %: {rates:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
     const DEVICES: usize = 20;

@@ -114,6 +114,11 @@ async fn passwords_never_reach_logs_results_dead_letters_or_probes() {
                 app.settings.topology.prefix.clone(),
             ),
             ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".to_string()),
+            // The test's cleanup knows its own number of groups.
+            (
+                "AVATAR_WORKER__LANES__GROUPS",
+                app.settings.lanes.groups.to_string(),
+            ),
             ("AVATAR_WORKER__LOG__FORMAT", "json".to_string()),
             ("AVATAR_WORKER__LOG__LEVEL", "debug".to_string()),
             ("AVATAR_WORKER__AMQP__RECONNECT_MAX_MS", "300".to_string()),

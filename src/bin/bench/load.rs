@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use avatar_worker::broker;
 use avatar_worker::broker::{QueueNames, RetryPolicy};
-use avatar_worker::settings::{QueueType, RetrySettings};
+use avatar_worker::lanes;
+use avatar_worker::lanes::names::{LaneKind, LaneNames};
+use avatar_worker::protocol::{DeviceId, JobKind};
+use avatar_worker::settings::{LanesSettings, QueueType, RetrySettings};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
@@ -98,6 +101,7 @@ impl Tally {
 }
 
 pub struct Load {
+    prefix: String,
     connection: Connection,
     channel: Channel,
     names: QueueNames,
@@ -151,6 +155,7 @@ impl Load {
             }
         });
         Ok(Self {
+            prefix: prefix.to_string(),
             connection,
             channel,
             names,
@@ -249,9 +254,25 @@ impl Load {
         })
     }
 
-    /// Deletes every queue of this prefix.
+    /// Deletes every queue of this prefix, the lanes of its devices included (after its worker stopped).
     pub async fn cleanup(&self) {
-        for queue in broker::all_queues(&self.names, &delay_tiers()) {
+        let lane_names = LaneNames::new(&self.prefix);
+        let mut queues = lanes::queues(
+            &self.channel,
+            &lane_names,
+            LanesSettings::default().groups,
+            &[],
+        )
+        .await
+        .unwrap_or_default();
+        for device in &self.devices {
+            let device = DeviceId::parse(device).ok();
+            for &lane in LaneKind::of(JobKind::Fetch) {
+                queues.push(lane_names.lane(device.as_ref(), lane));
+            }
+        }
+        queues.extend(broker::all_queues(&self.names, &delay_tiers()));
+        for queue in queues {
             let _ = self
                 .channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

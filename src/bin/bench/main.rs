@@ -2,7 +2,9 @@
 //! generator on its own connection, and, in the same run, a broker echo baseline for comparison.
 //!
 //! `cargo build --release --workspace --bins && ./target/release/bench` (see docs/performance.md);
-//! `--smoke` runs a few hundred jobs and only checks that every job was answered.
+//! `--smoke` runs a few hundred jobs and only checks that every job was answered. Besides the saturated,
+//! half-load and paced runs it measures the two costs of device lanes: a deep backlog for one device
+//! (extra broker publishes per job) and many paced devices on one worker (rates, memory, broker memory).
 
 mod echo;
 mod load;
@@ -13,7 +15,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 use load::{Load, Offered};
-use procs::{Mock, WorkerProc};
+use procs::{Mock, Pacing, WorkerProc};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,9 +42,28 @@ struct Args {
     /// Seconds the pacing run lasts.
     #[arg(long, default_value_t = 15)]
     paced_seconds: u64,
+    /// Jobs queued at once for one device in the backlog run.
+    #[arg(long, default_value_t = 20_000)]
+    backlog_jobs: usize,
+    /// That device's limit, jobs per second.
+    #[arg(long, default_value_t = 500.0)]
+    backlog_rate: f64,
+    /// Devices of the many-devices run, each with a backlog, all on one worker.
+    #[arg(long, default_value_t = 1_000)]
+    many_devices: usize,
+    /// Each of those devices' limit, jobs per second.
+    #[arg(long, default_value_t = 2.0)]
+    many_rate: f64,
+    /// Seconds of jobs each of those devices gets.
+    #[arg(long, default_value_t = 10)]
+    many_seconds: u64,
     /// A few hundred jobs, short runs; fails unless every job is answered.
     #[arg(long)]
     smoke: bool,
+    /// Only this: instructions the worker executes per fetch job, under valgrind's callgrind (two runs of
+    /// N and 2N jobs over the devices, pacing off; the difference divided by N). N = --jobs.
+    #[arg(long)]
+    callgrind: bool,
 }
 
 #[tokio::main]
@@ -51,11 +72,20 @@ async fn main() -> anyhow::Result<()> {
     if args.smoke {
         args.jobs = 300;
         args.paced_seconds = 3;
+        args.backlog_jobs = 300;
+        args.many_devices = 50;
+        args.many_seconds = 3;
     }
-    let mock = Mock::start(args.devices)
+    let mock = Mock::start(args.devices.max(args.many_devices))
         .await
         .context("starting the mock gateway")?;
     let devices: Vec<String> = (0..args.devices).map(|i| format!("d{i}")).collect();
+    if args.callgrind {
+        let per_job = instructions_per_job(&args, &mock, &devices).await?;
+        mock.stop();
+        println!("worker instructions per fetch job (callgrind): {per_job:.0}");
+        return Ok(());
+    }
 
     println!(
         "# avatar-worker benchmark: {} jobs over {} devices, prefetch {}",
@@ -96,8 +126,18 @@ async fn main() -> anyhow::Result<()> {
     echo.stop().await;
 
     // 4. Pacing on: each device's achieved rate against its limit.
-    let paced_worker =
-        WorkerProc::start(&args.amqp_url, &mock, args.prefetch, Some(args.paced_rate)).await?;
+    let pacing = |rate_per_s| Pacing {
+        rate_per_s,
+        burst: 1,
+        concurrency: 4,
+    };
+    let paced_worker = WorkerProc::start(
+        &args.amqp_url,
+        &mock,
+        args.prefetch,
+        Some(pacing(args.paced_rate)),
+    )
+    .await?;
     let paced_load = Load::new(&args.amqp_url, &paced_worker.prefix, &devices).await?;
     let per_device = (args.paced_rate * args.paced_seconds as f64) as usize;
     let paced = paced_load
@@ -105,6 +145,41 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     drop(paced_worker);
     paced_load.cleanup().await;
+
+    // 5. Backlog: one device's jobs all queued at once; what the lanes cost in broker publishes.
+    let backlog_worker = WorkerProc::start(
+        &args.amqp_url,
+        &mock,
+        args.prefetch,
+        Some(pacing(args.backlog_rate)),
+    )
+    .await?;
+    let backlog_load = Load::new(&args.amqp_url, &backlog_worker.prefix, &devices[..1]).await?;
+    let backlog = backlog_load.run(args.backlog_jobs, Offered::Max).await?;
+    let backlog_publishes = backlog_worker
+        .metric("avatar_worker_job_publishes_total")
+        .await?;
+    let backlog_rss = backlog_worker.peak_rss_kib();
+    drop(backlog_worker);
+    backlog_load.cleanup().await;
+
+    // 6. Many devices, each with a backlog, paced, on one worker.
+    let many: Vec<String> = (0..args.many_devices).map(|i| format!("d{i}")).collect();
+    let many_worker = WorkerProc::start(
+        &args.amqp_url,
+        &mock,
+        args.prefetch,
+        Some(pacing(args.many_rate)),
+    )
+    .await?;
+    let many_load = Load::new(&args.amqp_url, &many_worker.prefix, &many).await?;
+    let many_jobs = (args.many_rate * args.many_seconds as f64) as usize * many.len();
+    let many_run = many_load.run(many_jobs, Offered::Max).await?;
+    let many_rss = many_worker.peak_rss_kib();
+    let broker_queues = procs::broker_queue_count(&many_worker.prefix);
+    let broker_rss = procs::broker_rss_bytes();
+    drop(many_worker);
+    many_load.cleanup().await;
 
     let ratio = saturated.throughput / baseline.throughput;
     println!();
@@ -141,11 +216,46 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    println!();
+    println!(
+        "backlog: {} jobs for one device at {}/s: {:.2} extra publishes a job ({backlog_publishes} in all), worker peak RSS {:.1} MiB",
+        backlog.answered,
+        args.backlog_rate,
+        backlog_publishes / backlog.answered.max(1) as f64,
+        backlog_rss as f64 / 1024.0
+    );
+    let deviations: Vec<f64> = many_run
+        .per_device_rate
+        .iter()
+        .map(|(_, rate)| rate / args.many_rate - 1.0)
+        .collect();
+    let outside = deviations.iter().filter(|d| d.abs() > 0.05).count();
+    let (low, high) = deviations
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+    println!(
+        "many devices: {} devices at {}/s, {} jobs: achieved rate {:+.1} % to {:+.1} % of the limit, {outside} devices outside 5 %; \
+         worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}",
+        many.len(),
+        args.many_rate,
+        many_run.answered,
+        low * 100.0,
+        high * 100.0,
+        many_rss as f64 / 1024.0,
+        broker_queues.map_or("n/a".to_string(), |n| n.to_string()),
+        broker_rss.map_or("n/a".to_string(), |b| format!(
+            "{:.0} MiB",
+            b as f64 / 1048576.0
+        )),
+    );
+
     let expected = [
         (&saturated, args.jobs),
         (&baseline, args.jobs),
         (&half, half_jobs.max(100)),
         (&paced, per_device * args.devices),
+        (&backlog, args.backlog_jobs),
+        (&many_run, many_jobs),
     ];
     for (run, jobs) in expected {
         if run.answered != jobs {
@@ -157,4 +267,32 @@ async fn main() -> anyhow::Result<()> {
         println!("smoke: every job answered");
     }
     Ok(())
+}
+
+/// Instructions per job: the worker's total under callgrind for N and for 2N jobs, differenced, so start-up
+/// and shutdown cancel out.
+async fn instructions_per_job(args: &Args, mock: &Mock, devices: &[String]) -> anyhow::Result<f64> {
+    let mut totals = Vec::new();
+    for jobs in [args.jobs, 2 * args.jobs] {
+        let out = std::env::temp_dir().join(format!(
+            "avatar-worker-callgrind-{}.out",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let worker =
+            WorkerProc::start_under_callgrind(&args.amqp_url, mock, args.prefetch, &out).await?;
+        let load = Load::new(&args.amqp_url, &worker.prefix, devices).await?;
+        let answered = load.run(jobs, Offered::Max).await?.answered;
+        if answered != jobs {
+            bail!("only {answered} of {jobs} jobs were answered under callgrind");
+        }
+        worker.stop();
+        load.cleanup().await;
+        let total = procs::callgrind_instructions(&out)?;
+        println!(
+            "callgrind: {jobs} jobs, {total} instructions (profile: {}; callgrind_annotate reads it)",
+            out.display()
+        );
+        totals.push(total);
+    }
+    Ok((totals[1] as f64 - totals[0] as f64) / args.jobs as f64)
 }

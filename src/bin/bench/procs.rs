@@ -28,9 +28,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Polls `url` until it answers 200: the processes have no other way to say they are ready.
-async fn wait_ready(url: &str) -> anyhow::Result<()> {
+async fn wait_ready(url: &str, patience: Duration) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
         if let Ok(response) = client.get(url).send().await
             && response.status().is_success()
@@ -55,13 +55,28 @@ impl Mock {
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--devices", &devices.join(",")])
             .args(["--basic-auth", &format!("{USER}:{PASSWORD}")])
+            // Every contact has a picture: no "not on whatsapp" answer to confirm by asking again, so each
+            // job is one gateway call and the per-device rates are the pace itself.
+            .args([
+                "--share-set",
+                "1",
+                "--share-not-set",
+                "0",
+                "--share-hidden",
+                "0",
+            ])
+            .args(["--share-not-on-whatsapp", "0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .context("mock-server")?;
         let base_url = format!("http://127.0.0.1:{port}");
         let mock = Self { child, base_url };
-        wait_ready(&format!("{}/health", mock.base_url)).await?;
+        wait_ready(
+            &format!("{}/health", mock.base_url),
+            Duration::from_secs(20),
+        )
+        .await?;
         Ok(mock)
     }
 
@@ -74,19 +89,59 @@ impl Mock {
 pub struct WorkerProc {
     child: Child,
     pub prefix: String,
+    admin: u16,
+}
+
+/// A per-device fetch limit for a paced run.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub rate_per_s: f64,
+    pub burst: u32,
+    pub concurrency: u32,
 }
 
 impl WorkerProc {
-    /// A worker on its own queue prefix; `paced_rate` turns pacing on with that per-device fetch limit.
+    /// A worker on its own queue prefix; `pacing` turns pacing on with that per-device fetch limit.
     pub async fn start(
         amqp_url: &str,
         mock: &Mock,
         prefetch: u16,
-        paced_rate: Option<f64>,
+        pacing: Option<Pacing>,
+    ) -> anyhow::Result<Self> {
+        Self::start_under(amqp_url, mock, prefetch, pacing, None).await
+    }
+
+    /// The same, run by `callgrind` writing its profile to `out` (startup takes seconds under it).
+    pub async fn start_under_callgrind(
+        amqp_url: &str,
+        mock: &Mock,
+        prefetch: u16,
+        out: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        Self::start_under(amqp_url, mock, prefetch, None, Some(out)).await
+    }
+
+    async fn start_under(
+        amqp_url: &str,
+        mock: &Mock,
+        prefetch: u16,
+        pacing: Option<Pacing>,
+        callgrind: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
         let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
         let admin = free_port()?;
-        let mut command = Command::new(sibling("avatar-worker")?);
+        let mut command = match callgrind {
+            None => Command::new(sibling("avatar-worker")?),
+            Some(out) => {
+                let mut valgrind = Command::new("valgrind");
+                valgrind
+                    .arg("--tool=callgrind")
+                    .arg(format!("--callgrind-out-file={}", out.display()))
+                    .arg(sibling("avatar-worker")?)
+                    .stderr(Stdio::null());
+                valgrind
+            }
+        };
         command
             .arg("run")
             .env("AVATAR_WORKER__AMQP__URL", amqp_url)
@@ -99,24 +154,61 @@ impl WorkerProc {
             .env("AVATAR_WORKER__ADMIN__BIND", format!("127.0.0.1:{admin}"))
             .env("AVATAR_WORKER__LOG__LEVEL", "warn")
             .stdout(Stdio::null());
-        match paced_rate {
+        // BENCH_LOG=debug keeps each worker's JSON log in /tmp/bench-<prefix>.log, to see what a run did.
+        if let Ok(level) = std::env::var("BENCH_LOG") {
+            command
+                .env("AVATAR_WORKER__LOG__LEVEL", level)
+                .env("AVATAR_WORKER__LOG__FORMAT", "json")
+                .stderr(std::fs::File::create(format!("/tmp/bench-{prefix}.log"))?);
+        }
+        match pacing {
             None => {
                 command.env("AVATAR_WORKER__PACING__ENABLED", "false");
             }
-            Some(rate) => {
+            Some(pacing) => {
                 command
                     .env("AVATAR_WORKER__PACING__ENABLED", "true")
-                    .env("AVATAR_WORKER__PACING__FETCH__RATE_PER_S", rate.to_string())
-                    .env("AVATAR_WORKER__PACING__FETCH__BURST", "1")
-                    .env("AVATAR_WORKER__PACING__FETCH__CONCURRENCY", "4")
+                    .env(
+                        "AVATAR_WORKER__PACING__FETCH__RATE_PER_S",
+                        pacing.rate_per_s.to_string(),
+                    )
+                    .env(
+                        "AVATAR_WORKER__PACING__FETCH__BURST",
+                        pacing.burst.to_string(),
+                    )
+                    .env(
+                        "AVATAR_WORKER__PACING__FETCH__CONCURRENCY",
+                        pacing.concurrency.to_string(),
+                    )
                     .env("AVATAR_WORKER__RETRY__DELAYS_MS", "250,1000,5000");
             }
         }
         let child = command.spawn().context("avatar-worker")?;
-        let worker = Self { child, prefix };
+        let worker = Self {
+            child,
+            prefix,
+            admin,
+        };
         let ready = format!("http://127.0.0.1:{admin}/readyz");
-        wait_ready(&ready).await?;
+        let patience = if callgrind.is_some() { 300 } else { 20 };
+        wait_ready(&ready, Duration::from_secs(patience)).await?;
         Ok(worker)
+    }
+
+    /// A counter or gauge of the worker's `/metrics`, summed over its labels.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin))
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 
     fn proc_file(&self, name: &str) -> String {
@@ -149,6 +241,13 @@ impl WorkerProc {
     }
 }
 
+impl WorkerProc {
+    /// Stops the worker (SIGTERM) and waits until it has exited.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
 impl Drop for WorkerProc {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -157,4 +256,38 @@ impl Drop for WorkerProc {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// How many queues of `prefix` the broker holds, from `rabbitmqctl` when it is on this machine.
+pub fn broker_queue_count(prefix: &str) -> Option<usize> {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name"])
+        .output()
+        .ok()?;
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let start = format!("{prefix}.");
+    Some(listed.lines().filter(|l| l.starts_with(&start)).count())
+}
+
+/// The broker's resident memory, from `rabbitmqctl status` when it is on this machine.
+pub fn broker_rss_bytes() -> Option<u64> {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "status", "--formatter", "json"])
+        .output()
+        .ok()?;
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    status["memory"]["total"]["rss"].as_u64()
+}
+
+/// The instructions a callgrind profile counted (its `summary:` or `totals:` line).
+pub fn callgrind_instructions(out: &std::path::Path) -> anyhow::Result<u64> {
+    let text =
+        std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("summary:")
+                .or_else(|| line.strip_prefix("totals:"))
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no instruction total in {}", out.display()))
 }
