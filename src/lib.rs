@@ -5,14 +5,18 @@
 //! - [`app`]: the worker assembled from its settings (backend, metrics, job loop, admin server), as
 //!   `avatar-worker run` and the tests start it.
 //! - [`protocol`]: the wire contract (jobs in, results out), parsed and validated once.
-//! - [`worker`]: the job loop. A job **enters** in `worker::session`, is **routed** in `worker::delivery`
-//!   by the rules of `worker::decide` (refuse, redelivery bound, pacing, retry or answer), is executed in
-//!   `worker::execute`, and its result **leaves** (publish, confirm, dead letter, ack) in `worker::settle`.
+//! - [`worker`]: the job loop. A job **enters** in `worker::intake` (parsed and checked once, answered at
+//!   once when it cannot run, else sent to its device's group), waits in its device's lane ([`lanes`]), is
+//!   **routed** at its turn in `worker::delivery` by the rules of `worker::decide` (redelivery bound,
+//!   deadline, retry or answer), executed in `worker::execute`, and its result **leaves** (publish, confirm,
+//!   dead letter, ack) in `worker::settle`.
+//! - [`lanes`]: device lanes: a device's backlog waits in the broker, one replica at a time serves a group
+//!   of devices (claims), at each device's pace.
 //! - [`broker`]: RabbitMQ: connection, queue names and topology, the retry policy of the delay queues,
 //!   the `x-avatar-*` headers, confirmed publishing and dead letters.
 //! - [`backend`]: where WhatsApp work happens; [`backend::GatewayBackend`] talks to a GOWA gateway, and
 //!   with feature `native`, `backend::native` holds sessions in-process; [`backend::build`] picks per device.
-//! - [`devices`]: per-device pacing, concurrency caps and update order.
+//! - [`devices`]: per-device pacing, update order and the evidence behind a "not on WhatsApp".
 //! - [`image`]: preparing update pictures.
 //! - [`http`]: what the worker's HTTP clients share (bodies read up to a limit).
 //! - [`settings`]: layered configuration, checked once.

@@ -76,7 +76,21 @@ impl Publisher {
         Ok(async move {
             match confirm.await {
                 Ok(Confirmation::Ack(None)) => Ok(()),
-                Ok(Confirmation::Ack(Some(_))) => Err(PublishError::Unroutable(queue)),
+                Ok(Confirmation::Ack(Some(returned)))
+                    if returned.delivery.routing_key.as_str() == queue =>
+                {
+                    Err(PublishError::Unroutable(queue))
+                }
+                // lapin hands a returned message to the next confirm it completes, which on a busy channel
+                // can be another publish's. Ours was routed; the one returned was not (its own confirm may
+                // have said otherwise).
+                Ok(Confirmation::Ack(Some(returned))) => {
+                    tracing::warn!(
+                        returned_to = returned.delivery.routing_key.as_str(),
+                        "the broker returned a message for a queue that does not exist"
+                    );
+                    Ok(())
+                }
                 Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
                 // Confirm mode is enabled in `new`; a channel without it would be a programming error.
                 Ok(Confirmation::NotRequested) => Err(PublishError::Nacked),

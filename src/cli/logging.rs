@@ -7,7 +7,7 @@ use crate::settings::{LogFormat, LogSettings};
 /// Text on a terminal, JSON for shippers. `RUST_LOG` overrides `log.level`.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .or_else(|_| EnvFilter::try_new(&settings.level).map(quiet_returns))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -24,6 +24,15 @@ pub fn init(settings: &LogSettings) {
             .with_span_list(true)
             .try_init(),
     };
+}
+
+/// lapin logs every message the broker returns (a fetch sent to a lane not created yet, a result for a
+/// `reply_to` gone) at WARN with its whole body as bytes; the worker says what happened in one line itself.
+fn quiet_returns(filter: EnvFilter) -> EnvFilter {
+    match "lapin::returned_messages=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 /// For one-shot commands whose stdout is the output: only warnings, on stderr.

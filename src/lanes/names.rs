@@ -164,7 +164,8 @@ mod tests {
                 Some(&device("6281234567890:12@s.whatsapp.net")),
                 LaneKind::FetchNow
             ),
-            "avatar.lane.6281234567890:12@s.whatsapp.net.fetch.now"
+            // Dots are escaped: a device named `x.fetch` must not meet the lanes of `x`.
+            "avatar.lane.6281234567890:12@s%2Ewhatsapp%2Enet.fetch.now"
         );
         assert_eq!(
             names.lane(None, LaneKind::Update),

@@ -257,14 +257,15 @@ impl Load {
     /// Deletes every queue of this prefix, the lanes of its devices included (after its worker stopped).
     pub async fn cleanup(&self) {
         let lane_names = LaneNames::new(&self.prefix);
-        let mut queues = lanes::queues(
-            &self.channel,
-            &lane_names,
-            LanesSettings::default().groups,
-            &[],
-        )
-        .await
-        .unwrap_or_default();
+        // A channel of its own: reading a claim that was never declared (the echo run) closes it.
+        let mut queues = match self.connection.create_channel().await {
+            Ok(channel) => {
+                lanes::queues(&channel, &lane_names, LanesSettings::default().groups, &[])
+                    .await
+                    .unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        };
         for device in &self.devices {
             let device = DeviceId::parse(device).ok();
             for &lane in LaneKind::of(JobKind::Fetch) {
