@@ -105,6 +105,11 @@ impl Client {
         })
     }
 
+    /// The queues this client publishes to and reads from.
+    pub fn names(&self) -> &QueueNames {
+        &self.names
+    }
+
     /// Publishes a fetch job (confirmed by the broker); its result goes to `reply_to` or the results queue.
     pub async fn publish_fetch(
         &self,
@@ -260,27 +265,64 @@ impl ReplyQueue {
     }
 }
 
+/// What `avatar-worker dead replay` may take.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// At most this many dead letters are looked at (never more than the queue held at the start).
+    pub limit: Option<usize>,
+    /// Replay letters that can never succeed (reason `invalid_job` or `invalid_phone`) too.
+    pub include_invalid: bool,
+}
+
 /// What `avatar-worker dead replay` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReplayReport {
+    /// Dead letters in the queue when the replay started: the most it looks at.
+    pub found: u32,
+    /// Dead letters taken from the queue and looked at.
+    pub examined: usize,
     /// Dead letters moved back to their job queue.
     pub replayed: usize,
-    /// Dead letters with no known source queue; left in the dead-letter queue.
-    pub skipped: usize,
+    /// Of the replayed, those whose result goes to the results queue: their `reply_to` queue is gone
+    /// (reason `result_unroutable`, or a reply queue that closed since).
+    pub to_results: usize,
+    /// Dead letters left in the dead-letter queue, by why: `invalid_job`/`invalid_phone` (they can never
+    /// succeed; [`ReplayOptions::include_invalid`] replays them), `no_source_queue` (not from a job queue
+    /// of this topology).
+    pub skipped: std::collections::BTreeMap<String, usize>,
+}
+
+impl ReplayReport {
+    /// Dead letters left in the queue, all reasons.
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
 }
 
 impl Client {
-    /// Moves up to `limit` dead letters back to the job queue they came from, with their attempt and
-    /// redelivery counts reset. Each is acked from the dead-letter queue only after its republish is
-    /// confirmed, so a crash in between duplicates a job rather than losing it.
-    pub async fn replay_dead(&self, limit: Option<usize>) -> Result<ReplayReport, ClientError> {
-        use crate::broker::{JobHeaders, headers};
+    /// Moves dead letters back to the job queue they came from, with their attempt and redelivery counts
+    /// and their deadline reset. It looks at no more than the queue held when it started (letters that
+    /// fail again at once come back behind them and are not taken again), and at most `options.limit`.
+    /// Letters that can never succeed stay unless `include_invalid`; letters whose reply queue is gone are
+    /// replayed without `reply_to`, so their result goes to the results queue. Each is acked from the
+    /// dead-letter queue only after its republish is confirmed, so a crash in between duplicates a job
+    /// rather than losing it; the letters left are returned to the queue in their order.
+    pub async fn replay_dead(&self, options: ReplayOptions) -> Result<ReplayReport, ClientError> {
+        use crate::broker::{DeadReason, JobHeaders, headers, properties};
         use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 
         let channel = self.connection.create_channel().await?;
-        let mut report = ReplayReport::default();
-        let mut skipped = Vec::new();
-        while limit.is_none_or(|limit| report.replayed < limit) {
+        let found = broker::message_count(&channel, &self.names.dead).await?;
+        let budget = options
+            .limit
+            .map_or(found as usize, |limit| limit.min(found as usize));
+        let mut report = ReplayReport {
+            found,
+            ..ReplayReport::default()
+        };
+        let mut kept = Vec::new();
+        let mut gone_reply_queues = std::collections::HashMap::new();
+        while report.examined < budget {
             let Some(message) = channel
                 .basic_get(
                     self.names.dead.as_str().into(),
@@ -290,12 +332,25 @@ impl Client {
             else {
                 break;
             };
+            report.examined += 1;
             let delivery = message.delivery;
             let table = delivery.properties.headers().clone();
+            let reason = broker::header_str(table.as_ref(), headers::REASON);
+            let parsed = reason.as_deref().and_then(DeadReason::parse);
             let source = broker::header_str(table.as_ref(), headers::SOURCE_QUEUE)
                 .filter(|queue| *queue == self.names.fetch || *queue == self.names.update);
-            let Some(source) = source else {
-                skipped.push(delivery);
+            let skip = match (&source, parsed) {
+                (None, _) => Some("no_source_queue".to_string()),
+                (Some(_), Some(reason))
+                    if !reason.may_succeed_again() && !options.include_invalid =>
+                {
+                    Some(reason.as_str().to_string())
+                }
+                _ => None,
+            };
+            let (Some(source), None) = (source, skip.clone()) else {
+                *report.skipped.entry(skip.unwrap_or_default()).or_default() += 1;
+                kept.push(delivery);
                 continue;
             };
             let mut inner = JobHeaders::default()
@@ -308,18 +363,41 @@ impl Client {
                 headers::ERROR_MESSAGE,
                 headers::SOURCE_QUEUE,
                 headers::JOB_ID,
+                headers::EXPIRES_AT,
             ] {
                 inner.remove(key);
             }
-            let properties = delivery.properties.clone().with_headers(inner.into());
+            let reply_to = delivery
+                .properties
+                .reply_to()
+                .as_ref()
+                .map(|q| q.to_string());
+            let reroute = match reply_to {
+                None => false,
+                Some(_) if parsed == Some(DeadReason::ResultUnroutable) => true,
+                Some(queue) => match gone_reply_queues.get(&queue) {
+                    Some(gone) => *gone,
+                    None => {
+                        let gone = !self.queue_exists(&queue).await?;
+                        gone_reply_queues.insert(queue, gone);
+                        gone
+                    }
+                },
+            };
+            let properties = if reroute {
+                report.to_results += 1;
+                properties::carried_but_reply_to(&delivery.properties, inner.into())
+            } else {
+                properties::carried(&delivery.properties, inner.into())
+            };
             self.publisher
                 .publish(&source, &delivery.data, properties)
                 .await?;
             delivery.acker.ack(BasicAckOptions::default()).await?;
             report.replayed += 1;
         }
-        report.skipped = skipped.len();
-        for delivery in skipped {
+        // Nacked newest first: each goes back to the head of the queue, so the oldest ends up first again.
+        for delivery in kept.into_iter().rev() {
             delivery
                 .acker
                 .nack(BasicNackOptions {
@@ -330,5 +408,21 @@ impl Client {
         }
         let _ = channel.close(200, "replayed".into()).await;
         Ok(report)
+    }
+
+    /// Whether a queue exists, asked on a channel of its own (a passive declare of a missing queue closes
+    /// its channel).
+    async fn queue_exists(&self, queue: &str) -> Result<bool, ClientError> {
+        let channel = self.connection.create_channel().await?;
+        match broker::queue_counts(&channel, queue).await {
+            Ok(_) => {
+                let _ = channel.close(200, "checked".into()).await;
+                Ok(true)
+            }
+            Err(error) if matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404) => {
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 }
