@@ -116,7 +116,7 @@ impl Client {
         job: &FetchJob,
         reply_to: Option<&str>,
     ) -> Result<JobId, ClientError> {
-        self.publish_typed(JobKind::Fetch, job, job.job_id.as_ref(), reply_to)
+        self.publish_typed(JobKind::Fetch, job, job.job_id.as_ref(), reply_to, None)
             .await
     }
 
@@ -126,21 +126,28 @@ impl Client {
         job: &UpdateJob,
         reply_to: Option<&str>,
     ) -> Result<JobId, ClientError> {
-        self.publish_typed(JobKind::Update, job, job.job_id.as_ref(), reply_to)
+        self.publish_typed(JobKind::Update, job, job.job_id.as_ref(), reply_to, None)
             .await
     }
 
-    /// Serialises a job and publishes it under its own id, or a fresh one.
+    /// Serialises a job and publishes it under its own id, or a fresh one, expiring after `expiration`.
     async fn publish_typed<T: serde::Serialize>(
         &self,
         kind: JobKind,
         job: &T,
         job_id: Option<&JobId>,
         reply_to: Option<&str>,
+        expiration: Option<Duration>,
     ) -> Result<JobId, ClientError> {
         let id = job_id.cloned().unwrap_or_else(JobId::generate);
-        self.publish(kind, &serde_json::to_vec(job)?, &id, reply_to)
-            .await?;
+        let body = serde_json::to_vec(job)?;
+        let target = JobTarget {
+            kind,
+            job_id: &id,
+            reply_to,
+            expiration,
+        };
+        publish_job(&self.publisher, &self.names, &body, target).await?;
         Ok(id)
     }
 
@@ -152,30 +159,65 @@ impl Client {
         job_id: &JobId,
         reply_to: Option<&str>,
     ) -> Result<(), ClientError> {
-        publish_job(&self.publisher, &self.names, kind, body, job_id, reply_to).await
+        let target = JobTarget {
+            kind,
+            job_id,
+            reply_to,
+            expiration: None,
+        };
+        publish_job(&self.publisher, &self.names, body, target).await
     }
 
-    /// Publishes a fetch job and waits up to `timeout` for its result on a reply queue of its own.
+    /// Publishes a fetch job and waits up to `timeout` for its result on a reply queue of its own. The job
+    /// expires after `timeout` (AMQP `expiration`): once nobody waits for its answer, the worker drops it
+    /// instead of asking WhatsApp.
     pub async fn fetch_and_wait(
         &self,
         job: &FetchJob,
         timeout: Duration,
     ) -> Result<JobResult, ClientError> {
         let reply = ReplyQueue::open(&self.connection).await?;
-        let id = self.publish_fetch(job, Some(&reply.name)).await?;
+        let id = self
+            .publish_typed(
+                JobKind::Fetch,
+                job,
+                job.job_id.as_ref(),
+                Some(&reply.name),
+                Some(timeout),
+            )
+            .await?;
         reply.wait_for(&id, timeout).await
     }
 
-    /// Publishes an update job and waits up to `timeout` for its result on a reply queue of its own.
+    /// Publishes an update job and waits up to `timeout` for its result on a reply queue of its own; the
+    /// job expires after `timeout`, as in [`Client::fetch_and_wait`].
     pub async fn update_and_wait(
         &self,
         job: &UpdateJob,
         timeout: Duration,
     ) -> Result<JobResult, ClientError> {
         let reply = ReplyQueue::open(&self.connection).await?;
-        let id = self.publish_update(job, Some(&reply.name)).await?;
+        let id = self
+            .publish_typed(
+                JobKind::Update,
+                job,
+                job.job_id.as_ref(),
+                Some(&reply.name),
+                Some(timeout),
+            )
+            .await?;
         reply.wait_for(&id, timeout).await
     }
+}
+
+/// Where a job goes and who waits for it.
+pub(crate) struct JobTarget<'a> {
+    pub kind: JobKind,
+    pub job_id: &'a JobId,
+    pub reply_to: Option<&'a str>,
+    /// How long the producer waits for the answer: the job's AMQP `expiration`, which the worker keeps as
+    /// its deadline (docs/protocol.md).
+    pub expiration: Option<Duration>,
 }
 
 /// Publishes one job body through the default exchange: message_id and correlation_id are the job id, so a
@@ -183,22 +225,29 @@ impl Client {
 pub(crate) async fn publish_job(
     publisher: &Publisher,
     names: &QueueNames,
-    kind: JobKind,
     body: &[u8],
-    job_id: &JobId,
-    reply_to: Option<&str>,
+    target: JobTarget<'_>,
 ) -> Result<(), ClientError> {
+    let job_id = target.job_id.as_str();
     let mut properties = BasicProperties::default()
         .with_content_type("application/json".into())
-        .with_message_id(job_id.as_str().into())
-        .with_correlation_id(job_id.as_str().into());
-    if let Some(reply_to) = reply_to {
+        .with_message_id(job_id.into())
+        .with_correlation_id(job_id.into());
+    if let Some(reply_to) = target.reply_to {
         properties = properties.with_reply_to(reply_to.into());
     }
+    if let Some(expiration) = target.expiration {
+        properties = properties.with_expiration(expiration_ms(expiration).into());
+    }
     publisher
-        .publish(names.job_queue(kind), body, properties)
+        .publish(names.job_queue(target.kind), body, properties)
         .await?;
     Ok(())
+}
+
+/// An AMQP `expiration`: whole milliseconds, at least 1 (0 would expire at once).
+pub fn expiration_ms(wait: Duration) -> String {
+    wait.as_millis().clamp(1, u128::from(u32::MAX)).to_string()
 }
 
 /// A server-named, exclusive queue that lives as long as its channel: results for this client only.

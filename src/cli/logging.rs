@@ -4,10 +4,24 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
+/// lapin logs every message the broker returns (a mandatory publish nobody could take, such as a result
+/// for a reply queue that is gone) at WARN, body and all as a decimal byte array: one entry of many lines
+/// per job. The worker says it once itself, with the job_id, so lapin's is kept for errors.
+const QUIET_RETURNS: &str = "lapin::returned_messages=error";
+
+/// `log.level` with lapin's returned-message dump left out, unless the level says something of lapin.
+pub(crate) fn filter_directives(level: &str) -> String {
+    if level.contains("lapin") {
+        level.to_string()
+    } else {
+        format!("{level},{QUIET_RETURNS}")
+    }
+}
+
 /// Text on a terminal, JSON for shippers. `RUST_LOG` overrides `log.level`.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .or_else(|_| EnvFilter::try_new(filter_directives(&settings.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -32,4 +46,19 @@ pub fn init_quiet(settings: &LogSettings) {
         level: "warn".into(),
         ..settings.clone()
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returned_messages_are_quiet_unless_lapin_is_asked_for() {
+        assert_eq!(
+            filter_directives("info"),
+            "info,lapin::returned_messages=error"
+        );
+        assert_eq!(filter_directives("lapin=debug"), "lapin=debug");
+        assert!(EnvFilter::try_new(filter_directives("avatar_worker=debug,warn")).is_ok());
+    }
 }

@@ -73,6 +73,8 @@ pub async fn sync(settings: &Settings, args: SyncArgs) -> anyhow::Result<()> {
             reconnect_min: settings.amqp.reconnect_min,
             reconnect_max: settings.amqp.reconnect_max,
             idle_timeout: Some(Duration::from_secs(args.idle_timeout)),
+            // Waited for as long as the sync waits for any answer; later, nobody reads it.
+            job_ttl: Some(Duration::from_secs(args.idle_timeout)),
         },
     );
     let progress = Progress::stderr(plan.to_do() as u64);

@@ -1,5 +1,6 @@
 //! End-to-end tests: real RabbitMQ, the mock gateway over HTTP, the worker in-process.
 
+mod cli;
 mod crash;
 mod dead;
 mod fetch;
