@@ -18,8 +18,10 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod inspect;
 
 pub use batch::{Batch, BatchOptions, BatchResults};
+pub use inspect::{DeadLetterInfo, PurgeReport, QueueCounts};
 
 use std::time::Duration;
 
@@ -103,6 +105,11 @@ impl Client {
             publisher,
             names,
         })
+    }
+
+    /// The connection, for channels of a caller's own.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     /// The queues this client publishes to and reads from.
@@ -412,6 +419,7 @@ impl Client {
                 headers::ERROR_MESSAGE,
                 headers::SOURCE_QUEUE,
                 headers::JOB_ID,
+                headers::DEAD_AT,
                 headers::EXPIRES_AT,
             ] {
                 inner.remove(key);
@@ -468,9 +476,7 @@ impl Client {
                 let _ = channel.close(200, "checked".into()).await;
                 Ok(true)
             }
-            Err(error) if matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404) => {
-                Ok(false)
-            }
+            Err(error) if inspect::is_not_found(&error) => Ok(false),
             Err(error) => Err(error.into()),
         }
     }

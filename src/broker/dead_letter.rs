@@ -93,6 +93,13 @@ impl Publisher {
         if let Some(message) = letter.error_message {
             put(headers::ERROR_MESSAGE, message);
         }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        table.insert(
+            headers::DEAD_AT.into(),
+            AMQPValue::LongLongInt(now_ms.min(i64::MAX as u128) as i64),
+        );
         let mut body = letter.body;
         if body.len() > letter.max_body {
             table.insert(

@@ -1,11 +1,14 @@
-//! The `avatar-worker` command line: `run`, `enqueue`, `image`, `dead`, `sync`, `pair`.
+//! The `avatar-worker` command line: `run`, `enqueue`, `image`, `dead`, `sync`, `pair`, `status`,
+//! `results`, `config`.
 
 mod dead;
 mod enqueue;
 mod image;
 mod logging;
 mod pair;
+mod results;
 mod run;
+mod status;
 mod sync;
 
 use std::path::PathBuf;
@@ -54,6 +57,14 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Link a device to a WhatsApp account for the native backend (QR code, or pair code with --phone).
     Pair(pair::PairArgs),
+    /// Every queue of the topology with its depth and consumers, and the dead letters by reason; exits
+    /// non-zero when no worker consumes the job queues.
+    Status,
+    /// The results waiting on the results queue (jobs published without reply_to), one JSON line each.
+    Results(results::ResultsArgs),
+    /// The effective configuration (defaults, --config file, environment), secrets redacted; warns about
+    /// AVATAR_WORKER_* variables that are never read.
+    Config,
 }
 
 /// A producer connection with the configured broker and queue names.
@@ -76,6 +87,17 @@ async fn connect_client(settings: &Settings) -> anyhow::Result<crate::client::Cl
 /// Entry point of the binary.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let unread = crate::settings::unread_env_vars(std::env::vars());
+    if !matches!(cli.command, Command::Run) {
+        for warning in &unread {
+            eprintln!("warning: {warning}");
+        }
+    }
+    if matches!(cli.command, Command::Config) {
+        let effective = crate::settings::effective(cli.config.as_deref(), std::env::vars())?;
+        print!("{}", crate::settings::effective_text(&effective));
+        return Ok(());
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(format) = cli.log_format {
         settings.log.format = format;
@@ -83,6 +105,9 @@ pub async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             logging::init(&settings.log);
+            for warning in &unread {
+                tracing::warn!("{warning}");
+            }
             run::run(settings).await
         }
         Command::Enqueue { job } => {
@@ -102,5 +127,14 @@ pub async fn main() -> anyhow::Result<()> {
             logging::init_quiet(&settings.log);
             pair::pair(&settings, args).await
         }
+        Command::Status => {
+            logging::init_quiet(&settings.log);
+            status::status(&settings).await
+        }
+        Command::Results(args) => {
+            logging::init_quiet(&settings.log);
+            results::results(&settings, args).await
+        }
+        Command::Config => Ok(()),
     }
 }

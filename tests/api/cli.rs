@@ -139,3 +139,220 @@ async fn enqueue_without_wait_sets_no_expiration() {
     let job = next_job(&mut jobs).await;
     assert_eq!(job.properties.expiration(), &None);
 }
+
+/// `avatar-worker ARGS` with only `env` in its environment (no broker needed).
+fn bare(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_avatar-worker"));
+    command
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[tokio::test]
+async fn an_invalid_log_level_stops_the_start() {
+    let out = output(bare(&["run"], &[("AVATAR_WORKER__LOG__LEVEL", "verbose")])).await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("log.level") && stderr.contains("verbose"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn config_redacts_secrets_and_names_variables_it_never_reads() {
+    let out = output(bare(
+        &["config"],
+        &[
+            ("AVATAR_WORKER_GATEWAY__BASE_URL", "http://gowa:3000"),
+            ("AVATAR_WORKER__GATEWAY__USERNAME", "gowa"),
+            ("AVATAR_WORKER__GATEWAY__PASSWORD", "s3cret-pass"),
+            (
+                "AVATAR_WORKER__AMQP__URL",
+                "amqp://app:hunter2@rabbit:5672/%2f",
+            ),
+            ("AVATAR_WORKER__WORKER__PREFETCH", "42"),
+        ],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stderr.contains("AVATAR_WORKER_GATEWAY__BASE_URL is not read")
+            && stderr.contains("did you mean AVATAR_WORKER__GATEWAY__BASE_URL"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("s3cret-pass") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("password = \"***\""), "{stdout}");
+    assert!(
+        stdout.contains("url = \"amqp://app:***@rabbit:5672/%2f\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("prefetch = 42"), "{stdout}");
+    assert!(
+        stdout.contains("base_url = \"http://127.0.0.1:3000\""),
+        "the misspelt variable changed nothing: {stdout}"
+    );
+}
+
+#[tokio::test]
+async fn status_fails_while_no_worker_consumes_the_job_queues() {
+    let mut app = app_without_worker().await;
+    let out = output(command(&app, &["status"])).await;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stderr.contains("no worker consumes"), "{stderr}");
+    for queue in app.names.main_queues() {
+        assert!(stdout.contains(queue), "{queue} in {stdout}");
+    }
+
+    app.start_worker().await;
+    app.readyz_becomes(200).await;
+    app.publish_json(
+        avatar_worker::protocol::JobKind::Fetch,
+        &json!({"job_id": "bad", "phone": "letters-only"}),
+    )
+    .await;
+    let _ = app.next_result().await;
+    let out = output(command(&app, &["status"])).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let dead_line = stdout
+        .lines()
+        .find(|line| line.starts_with(app.names.dead.as_str()))
+        .expect("the dead queue's line");
+    assert_eq!(
+        dead_line.split_whitespace().collect::<Vec<_>>()[1..],
+        ["1", "0"]
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["invalid_phone", "1"]),
+        "{stdout}"
+    );
+}
+
+/// A worker that has dead-lettered `malformed` malformed jobs (`bad0`, …) and one throttled group fetch
+/// (`slow`, retries exhausted).
+async fn app_with_dead_letters(malformed: usize) -> TestApp {
+    let mut app = crate::helpers::spawn_app().await;
+    for i in 0..malformed {
+        app.publish_json(
+            avatar_worker::protocol::JobKind::Fetch,
+            &json!({"job_id": format!("bad{i}"), "device_id": "dev-a", "phone": "letters-only"}),
+        )
+        .await;
+    }
+    let _ = app.results(malformed).await;
+    app.put("/_mock/faults", json!({"rate_overlimit": 1.0}))
+        .await;
+    app.publish_json(
+        avatar_worker::protocol::JobKind::Fetch,
+        &json!({"job_id": "slow", "phone": "120363000000000001@g.us"}),
+    )
+    .await;
+    let _ = app.next_result().await;
+    app
+}
+
+#[tokio::test]
+async fn dead_list_shows_each_letter_and_leaves_them_in_order() {
+    let app = app_with_dead_letters(2).await;
+    let out = output(command(&app, &["dead", "list"])).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.iter().map(|r| r[..4].to_vec()).collect::<Vec<_>>(),
+        [
+            ["bad0", "fetch", "dev-a", "invalid_phone"],
+            ["bad1", "fetch", "dev-a", "invalid_phone"],
+            ["slow", "fetch", "-", "retries_exhausted"],
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("rate_limited: "), "{stdout}");
+    assert!(stdout.contains("3 dead letter(s)"), "{stdout}");
+    assert_eq!(app.queue_depth(&app.names.dead).await, 3, "nothing taken");
+
+    let out = output(command(&app, &["dead", "list", "--limit", "1", "--json"])).await;
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["job_id"], "bad0");
+    assert!(lines[0]["dead_at_ms"].as_u64().is_some(), "{}", lines[0]);
+    let again = output(command(&app, &["dead", "list"])).await;
+    assert_eq!(text(&again.stdout), stdout, "the order is kept");
+}
+
+#[tokio::test]
+async fn dead_purge_needs_its_confirmation_and_can_keep_other_reasons() {
+    let app = app_with_dead_letters(2).await;
+    let out = output(command(&app, &["dead", "purge"])).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+    assert_eq!(app.queue_depth(&app.names.dead).await, 3, "nothing deleted");
+
+    let out = output(command(
+        &app,
+        &["dead", "purge", "--reason", "invalid_phone", "--yes"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("purged 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(app.queue_depth(&app.names.dead).await, 1);
+    let out = output(command(&app, &["dead", "list", "--json"])).await;
+    assert!(text(&out.stdout).contains("\"job_id\":\"slow\""));
+
+    let out = output(command(&app, &["dead", "purge", "--yes"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(app.queue_depth(&app.names.dead).await, 0);
+}
+
+#[tokio::test]
+async fn results_shows_what_waits_and_leaves_it() {
+    let mut app = app_without_worker().await;
+    // The test's own consumer of the results queue would take them; stop it first.
+    let _ = app.remaining_results().await;
+    let body = json!({"job_id": "r1", "kind": "fetch", "status": "not_set"}).to_string();
+    app.channel
+        .basic_publish(
+            "".into(),
+            app.names.results.as_str().into(),
+            Default::default(),
+            body.as_bytes(),
+            Default::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    let out = output(command(&app, &["results"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), body);
+    assert_eq!(
+        app.queue_depth(&app.names.results).await,
+        1,
+        "left in place"
+    );
+}
