@@ -45,7 +45,7 @@ pub enum ClientError {
     #[error("publish: {0}")]
     Publish(#[from] PublishError),
     /// Nothing arrived in time.
-    #[error("no result within {0:?}")]
+    #[error("no result within {}", seconds(*.0))]
     Timeout(Duration),
     /// The reply queue's consumer ended (its channel or connection closed).
     #[error("the reply queue closed before the result arrived")]
@@ -66,6 +66,17 @@ pub enum ClientError {
         /// What the last attempt failed with.
         last: Box<ClientError>,
     },
+}
+
+/// A duration for a person: `60 s`, `1.5 s`, `250 ms`.
+pub fn seconds(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
 }
 
 impl ClientError {
@@ -312,7 +323,11 @@ impl ReplyQueue {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let result = self.next(left).await?;
+            let result = self.next(left).await.map_err(|error| match error {
+                // The whole wait, not what was left of it.
+                ClientError::Timeout(_) => ClientError::Timeout(timeout),
+                other => other,
+            })?;
             if &result.job_id == id {
                 let _ = self.channel.close(200, "done".into()).await;
                 return Ok(result);

@@ -25,7 +25,8 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        // Colour only for a person at a terminal, and never under NO_COLOR (https://no-color.org).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),
@@ -40,10 +41,12 @@ pub fn init(settings: &LogSettings) {
     };
 }
 
-/// For one-shot commands whose stdout is the output: only warnings, on stderr.
+/// For one-shot commands whose stdout is the output: only warnings, on stderr. lapin is silent: it logs
+/// an ERROR for every channel a missing queue closes (which `status` and `enqueue` ask about on purpose),
+/// and the command reports its own failures once.
 pub fn init_quiet(settings: &LogSettings) {
     init(&LogSettings {
-        level: "warn".into(),
+        level: "warn,lapin=off".into(),
         ..settings.clone()
     });
 }

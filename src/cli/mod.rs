@@ -84,6 +84,30 @@ async fn connect_client(settings: &Settings) -> anyhow::Result<crate::client::Cl
     })
 }
 
+/// What the binary prints for an error: each cause once (a cause whose text its parent already holds is
+/// left out), joined with `: `, and a hint when RabbitMQ refused the login.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|last| last.contains(&text)) || text.is_empty() {
+            continue;
+        }
+        parts.push(text);
+    }
+    let mut out = parts.join(": ");
+    let lower = out.to_ascii_lowercase();
+    if lower.contains("access_refused") || lower.contains("access refused") {
+        out.push_str(
+            "\nhint: RabbitMQ refused the login. Its default user guest/guest may connect only from \
+             localhost (loopback_users); from another host or a container, create a user \
+             (rabbitmqctl add_user NAME PASSWORD; rabbitmqctl set_permissions NAME \".*\" \".*\" \".*\") \
+             and put it in AVATAR_WORKER__AMQP__URL",
+        );
+    }
+    out
+}
+
 /// Entry point of the binary.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -136,5 +160,54 @@ pub async fn main() -> anyhow::Result<()> {
             results::results(&settings, args).await
         }
         Command::Config => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_flag_has_a_help_line() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "avatar-worker", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("broker: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        let error = anyhow::Error::new(Outer(io)).context("cannot reach the broker at amqp://x");
+        assert_eq!(
+            error_text(&error),
+            "cannot reach the broker at amqp://x: broker: Connection refused (os error 111)"
+        );
+        let refused = anyhow::anyhow!("ACCESS_REFUSED - Login was refused");
+        assert!(error_text(&refused).contains("only from localhost"));
     }
 }

@@ -203,7 +203,7 @@ impl Driver {
                 });
             }
             let delay = backoff.next_delay();
-            tracing::warn!(%error, outstanding = self.outstanding.len(), ?delay, "batch lost the broker; reconnecting");
+            tracing::warn!(%error, outstanding = self.outstanding.len(), delay = %super::seconds(delay), "batch lost the broker; reconnecting");
             tokio::time::sleep(delay).await;
         }
     }

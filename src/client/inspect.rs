@@ -187,7 +187,11 @@ impl Client {
             reason: reason.map(|r| DeadReason::parse(&r).map_or(r, |r| r.as_str().to_string())),
             error_code: text(headers::ERROR_CODE),
             error_message: text(headers::ERROR_MESSAGE),
-            attempts: JobHeaders::read(table).attempts,
+            // The header counts attempts before the last delivery; the history has one line per failure.
+            attempts: {
+                let job = JobHeaders::read(table);
+                job.attempts.max(job.history.len() as u32)
+            },
             dead_at_ms,
         }
     }

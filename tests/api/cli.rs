@@ -286,6 +286,7 @@ async fn dead_list_shows_each_letter_and_leaves_them_in_order() {
         "{stdout}"
     );
     assert!(stdout.contains("rate_limited: "), "{stdout}");
+    assert_eq!(rows[2][4], "1", "one attempt: {stdout}");
     assert!(stdout.contains("3 dead letter(s)"), "{stdout}");
     assert_eq!(app.queue_depth(&app.names.dead).await, 3, "nothing taken");
 
@@ -297,8 +298,16 @@ async fn dead_list_shows_each_letter_and_leaves_them_in_order() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["job_id"], "bad0");
     assert!(lines[0]["dead_at_ms"].as_u64().is_some(), "{}", lines[0]);
-    let again = output(command(&app, &["dead", "list"])).await;
-    assert_eq!(text(&again.stdout), stdout, "the order is kept");
+    let again = output(command(&app, &["dead", "list", "--json"])).await;
+    let ids: Vec<String> = text(&again.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON")["job_id"].to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["\"bad0\"", "\"bad1\"", "\"slow\""],
+        "the order is kept"
+    );
 }
 
 #[tokio::test]
@@ -354,5 +363,145 @@ async fn results_shows_what_waits_and_leaves_it() {
         app.queue_depth(&app.names.results).await,
         1,
         "left in place"
+    );
+}
+
+#[tokio::test]
+async fn enqueue_wait_fails_on_an_error_result() {
+    let app = app_without_worker().await;
+    let mut jobs = consume(&app.connection, &app.names.fetch).await;
+    let run = tokio::spawn(output(command(
+        &app,
+        &["enqueue", "fetch", "--phone", "6281234567892", "--wait"],
+    )));
+    let job = next_job(&mut jobs).await;
+    answer(&app, &job, Some("not_on_whatsapp")).await;
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("enqueue ends once answered")
+        .expect("joined");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "an error result fails the command");
+    assert!(
+        stderr.contains("failed: not_on_whatsapp: the gateway said no"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour when stderr is no terminal: {stderr:?}"
+    );
+}
+
+#[tokio::test]
+async fn enqueue_wait_warns_without_a_worker_and_gives_up_after_its_timeout_in_seconds() {
+    let app = app_without_worker().await;
+    let out = output(command(
+        &app,
+        &[
+            "enqueue",
+            "fetch",
+            "--phone",
+            "6281234567892",
+            "--wait",
+            "--timeout",
+            "1",
+        ],
+    ))
+    .await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("no worker consumes {}", app.names.fetch)),
+        "warned at once: {stderr}"
+    );
+    assert!(stderr.contains("no result within 1 s"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_said_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let out = output(bare(
+        &["enqueue", "fetch", "--phone", "6281234567892"],
+        &[("AVATAR_WORKER__AMQP__URL", url.as_str())],
+    ))
+    .await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn sync_of_an_empty_file_says_it_is_empty() {
+    let dir = std::env::temp_dir().join(format!("aw-empty-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("contacts.csv");
+    std::fs::write(&input, "").unwrap();
+    let output_file = dir.join("out.jsonl");
+    let out = output(bare(
+        &[
+            "sync",
+            input.to_str().unwrap(),
+            "--output",
+            output_file.to_str().unwrap(),
+        ],
+        &[],
+    ))
+    .await;
+    let stderr = text(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is empty"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sync_interrupted_prints_its_summary_and_the_resume_hint() {
+    let app = app_without_worker().await;
+    let dir = std::env::temp_dir().join(format!("aw-int-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("contacts.csv");
+    std::fs::write(&input, "phone\n6281234567001\n6281234567002\n").unwrap();
+    let output_file = dir.join("out.jsonl");
+    let mut jobs = consume(&app.connection, &app.names.fetch).await;
+    let child = command(
+        &app,
+        &[
+            "sync",
+            input.to_str().unwrap(),
+            "--device",
+            "dev-a",
+            "--output",
+            output_file.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .expect("sync starts");
+    let pid = child.id();
+    // Both jobs are out and nobody answers: a person presses Ctrl-C.
+    let _ = next_job(&mut jobs).await;
+    let _ = next_job(&mut jobs).await;
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || child.wait_with_output().expect("sync ends")),
+    )
+    .await
+    .expect("sync stops on Ctrl-C")
+    .expect("joined");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success());
+    assert!(stdout.contains("sync summary"), "{stdout}");
+    assert!(
+        stderr.contains("2 rows unanswered") && stderr.contains("--resume"),
+        "{stderr}"
     );
 }
