@@ -21,7 +21,7 @@ mod batch;
 mod inspect;
 
 pub use batch::{Batch, BatchOptions, BatchResults};
-pub use inspect::{DeadLetterInfo, PurgeReport, QueueCounts};
+pub use inspect::{DeadLetterInfo, PurgeReport, QueueCounts, is_not_found};
 
 use std::time::Duration;
 

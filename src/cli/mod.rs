@@ -97,6 +97,13 @@ pub fn error_text(error: &anyhow::Error) -> String {
     }
     let mut out = parts.join(": ");
     let lower = out.to_ascii_lowercase();
+    if lower.contains("not_found - no queue") {
+        out.push_str(
+            "\nhint: that queue does not exist yet: a worker declares its queues when it starts \
+             (avatar-worker run), so check that one ran with this topology.prefix \
+             (AVATAR_WORKER__TOPOLOGY__PREFIX) or queue name",
+        );
+    }
     if lower.contains("access_refused") || lower.contains("access refused") {
         out.push_str(
             "\nhint: RabbitMQ refused the login. Its default user guest/guest may connect only from \
@@ -207,6 +214,8 @@ mod tests {
             error_text(&error),
             "cannot reach the broker at amqp://x: broker: Connection refused (os error 111)"
         );
+        let missing = anyhow::anyhow!("NOT_FOUND - no queue 'x.dead' in vhost '/'");
+        assert!(error_text(&missing).contains("topology.prefix"));
         let refused = anyhow::anyhow!("ACCESS_REFUSED - Login was refused");
         assert!(error_text(&refused).contains("only from localhost"));
     }

@@ -30,6 +30,9 @@ pub async fn status(settings: &Settings) -> anyhow::Result<()> {
                     queues.extend(found.into_iter().filter(|q| !q.contains(".claim")));
                     let _ = channel.close(200, "listed".into()).await;
                 }
+                Err(error) if crate::client::is_not_found(&error) => {
+                    lanes_note = Some("no lanes: no worker has declared them yet".into())
+                }
                 Err(error) => lanes_note = Some(format!("lanes not listed: {error}")),
             }
         }

@@ -245,6 +245,7 @@ fn copy(delivery: &Delivery) -> Peeked {
     }
 }
 
-pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
+/// Whether the broker answered that a queue does not exist (404).
+pub fn is_not_found(error: &lapin::Error) -> bool {
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404)
 }
