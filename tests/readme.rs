@@ -145,3 +145,17 @@ fn every_variable_in_the_readme_is_accepted() {
         "unknown keys are refused, so the check above means something"
     );
 }
+
+/// The picture the README's update example sends is one the update pipeline takes.
+#[test]
+fn the_sample_photo_is_an_update_picture() {
+    let readme = read("README.md");
+    assert!(readme.contains("--image examples/photo.jpg"));
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/photo.jpg");
+    let output = std::env::temp_dir().join(format!("readme-photo-{}.jpg", std::process::id()));
+    let prepared =
+        avatar_worker::image::normalize_file(&input, &output, &Settings::default().image)
+            .expect("the sample photo normalizes");
+    let _ = std::fs::remove_file(&output);
+    assert_eq!((prepared.width, prepared.height), (640, 640));
+}

@@ -30,6 +30,24 @@ impl DeadReason {
             DeadReason::ResultUnroutable => "result_unroutable",
         }
     }
+
+    /// The reason an `x-avatar-reason` header names, if it names one.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "retries_exhausted" => Some(DeadReason::RetriesExhausted),
+            "redelivery_limit" => Some(DeadReason::RedeliveryLimit),
+            "result_unroutable" => Some(DeadReason::ResultUnroutable),
+            other => ErrorCode::ALL
+                .iter()
+                .find(|code| code.as_str() == other)
+                .map(|code| DeadReason::Refused(*code)),
+        }
+    }
+
+    /// Whether the same job may succeed when run again: a malformed job never does.
+    pub fn may_succeed_again(self) -> bool {
+        !matches!(self, DeadReason::Refused(_))
+    }
 }
 
 impl std::fmt::Display for DeadReason {
@@ -75,6 +93,13 @@ impl Publisher {
         if let Some(message) = letter.error_message {
             put(headers::ERROR_MESSAGE, message);
         }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        table.insert(
+            headers::DEAD_AT.into(),
+            AMQPValue::LongLongInt(now_ms.min(i64::MAX as u128) as i64),
+        );
         let mut body = letter.body;
         if body.len() > letter.max_body {
             table.insert(
@@ -85,5 +110,27 @@ impl Publisher {
         }
         let properties = letter.properties.clone().with_headers(table);
         self.publish(queue, body, properties).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_reads_back() {
+        let reasons = [
+            DeadReason::RetriesExhausted,
+            DeadReason::RedeliveryLimit,
+            DeadReason::ResultUnroutable,
+            DeadReason::Refused(ErrorCode::InvalidJob),
+            DeadReason::Refused(ErrorCode::InvalidPhone),
+        ];
+        for reason in reasons {
+            assert_eq!(DeadReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(DeadReason::parse("nonsense"), None);
+        assert!(!DeadReason::Refused(ErrorCode::InvalidJob).may_succeed_again());
+        assert!(DeadReason::RetriesExhausted.may_succeed_again());
     }
 }

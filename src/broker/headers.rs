@@ -11,6 +11,8 @@ pub const ERROR_CODE: &str = "x-avatar-error-code";
 pub const ERROR_MESSAGE: &str = "x-avatar-error-message";
 pub const SOURCE_QUEUE: &str = "x-avatar-source-queue";
 pub const JOB_ID: &str = "x-avatar-job-id";
+/// When the job was dead-lettered (unix ms).
+pub const DEAD_AT: &str = "x-avatar-dead-at";
 /// Attempts already made (0 on a fresh job).
 pub const ATTEMPTS: &str = "x-avatar-attempts";
 /// One line per failed attempt: `<n> <code>: <message>`.

@@ -31,6 +31,16 @@ pub fn republished(
 
 /// The producer's properties worth carrying, with `headers` as the message's headers.
 pub fn carried(from: &BasicProperties, headers: FieldTable) -> BasicProperties {
+    let out = carried_but_reply_to(from, headers);
+    match from.reply_to() {
+        Some(value) => out.with_reply_to(value.clone()),
+        None => out,
+    }
+}
+
+/// As [`carried`] without `reply_to`: the result goes to the results queue (a replayed dead letter whose
+/// reply queue is gone).
+pub fn carried_but_reply_to(from: &BasicProperties, headers: FieldTable) -> BasicProperties {
     let mut out = BasicProperties::default().with_headers(headers);
     if let Some(value) = from.content_type() {
         out = out.with_content_type(value.clone());
@@ -40,9 +50,6 @@ pub fn carried(from: &BasicProperties, headers: FieldTable) -> BasicProperties {
     }
     if let Some(value) = from.correlation_id() {
         out = out.with_correlation_id(value.clone());
-    }
-    if let Some(value) = from.reply_to() {
-        out = out.with_reply_to(value.clone());
     }
     if let Some(value) = from.message_id() {
         out = out.with_message_id(value.clone());

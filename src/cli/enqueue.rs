@@ -5,7 +5,9 @@ use anyhow::Context;
 use base64::Engine;
 use clap::Subcommand;
 
-use crate::protocol::{DeviceId, FetchJob, ImageSpec, JobId, Phone, UpdateJob};
+use crate::protocol::{
+    DeviceId, FetchJob, ImageSpec, JobId, JobKind, JobResult, Phone, Status, UpdateJob,
+};
 use crate::settings::Settings;
 
 #[derive(Debug, Subcommand)]
@@ -15,11 +17,13 @@ pub enum EnqueueCommand {
         /// A number or any JID.
         #[arg(long)]
         phone: String,
+        /// The device (WhatsApp account) that asks; without it the worker's only or default device.
         #[arg(long)]
         device: Option<String>,
         /// The small thumbnail instead of the full picture.
         #[arg(long)]
         preview: bool,
+        /// The JID is a community (its picture is asked as a community's).
         #[arg(long)]
         community: bool,
         /// The picture id you already have (answers `unchanged` when equal).
@@ -39,6 +43,7 @@ pub enum EnqueueCommand {
         /// An http(s) URL the worker downloads.
         #[arg(long)]
         url: Option<String>,
+        /// The device whose own picture is set; without it the worker's only or default device.
         #[arg(long)]
         device: Option<String>,
         /// Upload the original instead of the square 640 px JPEG.
@@ -51,7 +56,8 @@ pub enum EnqueueCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct Wait {
-    /// Wait for the result and print it.
+    /// Wait for the result and print it; exits non-zero when the result is an error. The job expires
+    /// (unanswered) when nobody waits any more.
     #[arg(long)]
     wait: bool,
     /// How long --wait waits, in seconds.
@@ -61,6 +67,19 @@ pub struct Wait {
 
 pub async fn enqueue(settings: &Settings, command: EnqueueCommand) -> anyhow::Result<()> {
     let client = super::connect_client(settings).await?;
+    let kind = match &command {
+        EnqueueCommand::Fetch { .. } => JobKind::Fetch,
+        EnqueueCommand::Update { .. } => JobKind::Update,
+    };
+    let queue = client.names().job_queue(kind).to_string();
+    if let Some(counts) = client.queue_counts(&queue).await?
+        && counts.consumers == 0
+    {
+        eprintln!(
+            "warning: no worker consumes {queue} ({} job(s) waiting there); this job waits until one starts",
+            counts.messages
+        );
+    }
     let device = |device: Option<String>| {
         device
             .map(DeviceId::parse)
@@ -94,6 +113,7 @@ pub async fn enqueue(settings: &Settings, command: EnqueueCommand) -> anyhow::Re
                     .fetch_and_wait(&job, Duration::from_secs(wait.timeout))
                     .await?;
                 println!("{}", serde_json::to_string(&result)?);
+                failed(&result)?;
             } else {
                 client.publish_fetch(&job, None).await?;
             }
@@ -132,10 +152,25 @@ pub async fn enqueue(settings: &Settings, command: EnqueueCommand) -> anyhow::Re
                     .update_and_wait(&job, Duration::from_secs(wait.timeout))
                     .await?;
                 println!("{}", serde_json::to_string(&result)?);
+                failed(&result)?;
             } else {
                 client.publish_update(&job, None).await?;
             }
         }
     }
     Ok(())
+}
+
+/// An error result ends the command with a non-zero exit.
+fn failed(result: &JobResult) -> anyhow::Result<()> {
+    match (&result.status, &result.error) {
+        (Status::Error, Some(error)) => anyhow::bail!(
+            "job {} failed: {}: {}",
+            result.job_id.as_str(),
+            error.code,
+            error.message
+        ),
+        (Status::Error, None) => anyhow::bail!("job {} failed", result.job_id.as_str()),
+        _ => Ok(()),
+    }
 }

@@ -4,14 +4,29 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
+/// lapin logs every message the broker returns (a mandatory publish nobody could take, such as a result
+/// for a reply queue that is gone) at WARN, body and all as a decimal byte array: one entry of many lines
+/// per job. The worker says it once itself, with the job_id, so lapin's is kept for errors.
+const QUIET_RETURNS: &str = "lapin::returned_messages=error";
+
+/// `log.level` with lapin's returned-message dump left out, unless the level says something of lapin.
+pub(crate) fn filter_directives(level: &str) -> String {
+    if level.contains("lapin") {
+        level.to_string()
+    } else {
+        format!("{level},{QUIET_RETURNS}")
+    }
+}
+
 /// Text on a terminal, JSON for shippers. `RUST_LOG` overrides `log.level`.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level).map(quiet_returns))
+        .or_else(|_| EnvFilter::try_new(filter_directives(&settings.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        // Colour only for a person at a terminal, and never under NO_COLOR (https://no-color.org).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),
@@ -26,19 +41,27 @@ pub fn init(settings: &LogSettings) {
     };
 }
 
-/// lapin logs every message the broker returns (a fetch sent to a lane not created yet, a result for a
-/// `reply_to` gone) at WARN with its whole body as bytes; the worker says what happened in one line itself.
-fn quiet_returns(filter: EnvFilter) -> EnvFilter {
-    match "lapin::returned_messages=error".parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
-    }
-}
-
-/// For one-shot commands whose stdout is the output: only warnings, on stderr.
+/// For one-shot commands whose stdout is the output: only warnings, on stderr. lapin is silent: it logs
+/// an ERROR for every channel a missing queue closes (which `status` and `enqueue` ask about on purpose),
+/// and the command reports its own failures once.
 pub fn init_quiet(settings: &LogSettings) {
     init(&LogSettings {
-        level: "warn".into(),
+        level: "warn,lapin=off".into(),
         ..settings.clone()
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returned_messages_are_quiet_unless_lapin_is_asked_for() {
+        assert_eq!(
+            filter_directives("info"),
+            "info,lapin::returned_messages=error"
+        );
+        assert_eq!(filter_directives("lapin=debug"), "lapin=debug");
+        assert!(EnvFilter::try_new(filter_directives("avatar_worker=debug,warn")).is_ok());
+    }
 }

@@ -60,7 +60,19 @@ pub async fn sync(settings: &Settings, args: SyncArgs) -> anyhow::Result<()> {
         previous: args.previous,
         resume: args.resume,
     };
+    if std::fs::metadata(&options.input).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        anyhow::bail!(
+            "{} is empty: no contact rows to sync (CSV needs a `phone` header and one row per contact)",
+            options.input.display()
+        );
+    }
     let plan = sync::prepare(&options)?;
+    if plan.input_rows == 0 {
+        anyhow::bail!(
+            "{} is empty: no contact rows to sync (CSV needs a `phone` header and one row per contact)",
+            options.input.display()
+        );
+    }
     for malformed in &plan.malformed {
         eprintln!("{}: skipped {malformed}", options.input.display());
     }
@@ -73,17 +85,37 @@ pub async fn sync(settings: &Settings, args: SyncArgs) -> anyhow::Result<()> {
             reconnect_min: settings.amqp.reconnect_min,
             reconnect_max: settings.amqp.reconnect_max,
             idle_timeout: Some(Duration::from_secs(args.idle_timeout)),
+            // Waited for as long as the sync waits for any answer; later, nobody reads it.
+            job_ttl: Some(Duration::from_secs(args.idle_timeout)),
         },
     );
     let progress = Progress::stderr(plan.to_do() as u64);
-    let summary = sync::execute(plan, batch, progress)
-        .await
-        .with_context(|| {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match sync::execute_until(plan, batch, progress, ctrl_c).await {
+        Ok(summary) => {
+            print!("{summary}");
+            Ok(())
+        }
+        Err(sync::SyncError::Interrupted {
+            unanswered,
+            summary,
+        }) => {
+            print!("{summary}");
+            anyhow::bail!(
+                "interrupted with {unanswered} rows unanswered; the answers so far are in {}: rerun with \
+                 --resume to continue",
+                options.output.display()
+            )
+        }
+        Err(error) => Err(error).with_context(|| {
             format!(
                 "sync stopped (broker {}); rerun with --resume to continue",
                 settings.amqp.redacted_url()
             )
-        })?;
-    print!("{summary}");
-    Ok(())
+        }),
+    }
 }

@@ -20,7 +20,7 @@ use secrecy::SecretString;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Client, ClientError, ReplyQueue, publish_job};
+use super::{Client, ClientError, JobTarget, ReplyQueue, publish_job};
 use crate::broker::{self, Backoff, Publisher, QueueNames, Watch};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult};
 
@@ -39,6 +39,9 @@ pub struct BatchOptions {
     /// Longest wait for the next result while jobs are outstanding; `None` waits for ever. Without it a
     /// batch whose worker is down never ends.
     pub idle_timeout: Option<Duration>,
+    /// Each job's AMQP `expiration`: how long an answer is still awaited. A job still queued by then is
+    /// dropped by the broker or the worker, unanswered and without a WhatsApp query. `None` never expires.
+    pub job_ttl: Option<Duration>,
 }
 
 impl Default for BatchOptions {
@@ -49,6 +52,7 @@ impl Default for BatchOptions {
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(600)),
+            job_ttl: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -199,7 +203,7 @@ impl Driver {
                 });
             }
             let delay = backoff.next_delay();
-            tracing::warn!(%error, outstanding = self.outstanding.len(), ?delay, "batch lost the broker; reconnecting");
+            tracing::warn!(%error, outstanding = self.outstanding.len(), delay = %super::seconds(delay), "batch lost the broker; reconnecting");
             tokio::time::sleep(delay).await;
         }
     }
@@ -219,8 +223,9 @@ impl Driver {
         let publisher = Publisher::new(connection.create_channel().await?, Watch::new()).await?;
         let mut reply = ReplyQueue::open(connection).await?;
         let again: Vec<FetchJob> = self.outstanding.values().cloned().collect();
+        let ttl = self.options.job_ttl;
         for job in &again {
-            publish(&publisher, &self.names, job, &reply.name).await?;
+            publish(&publisher, &self.names, job, &reply.name, ttl).await?;
         }
         let mut health = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -269,7 +274,7 @@ impl Driver {
             }
             // Owed an answer from here on, so a publish lost with the connection is redone on reconnect.
             self.outstanding.insert(id, job.clone());
-            publish(publisher, &self.names, &job, reply_to).await?;
+            publish(publisher, &self.names, &job, reply_to, self.options.job_ttl).await?;
         }
         Ok(())
     }
@@ -297,8 +302,15 @@ async fn publish(
     names: &QueueNames,
     job: &FetchJob,
     reply_to: &str,
+    ttl: Option<Duration>,
 ) -> Result<(), ClientError> {
     let id = job.job_id.clone().unwrap_or_else(JobId::generate);
     let body = serde_json::to_vec(job)?;
-    publish_job(publisher, names, JobKind::Fetch, &body, &id, Some(reply_to)).await
+    let target = JobTarget {
+        kind: JobKind::Fetch,
+        job_id: &id,
+        reply_to: Some(reply_to),
+        expiration: ttl,
+    };
+    publish_job(publisher, names, &body, target).await
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod amqp;
 mod backend;
+mod effective;
 mod gateway;
 mod lanes;
 pub(crate) mod millis;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 pub use admin::AdminSettings;
 pub use amqp::AmqpSettings;
 pub use backend::{BackendKind, BackendSettings, DeviceBackend, NativeSettings};
+pub use effective::{effective, to_text as effective_text, unread_env_vars};
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
 pub use lanes::LanesSettings;
 pub use not_on_whatsapp::NotOnWhatsappSettings;
@@ -129,25 +131,7 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(key, _)| key.starts_with(ENV_PREFIX))
-            .collect();
-        let mut builder = config::Config::builder();
-        if let Some(file) = file {
-            builder = builder.add_source(config::File::from(file).required(true));
-        }
-        builder = builder.add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("retry.delays_ms")
-                .with_list_parse_key("image.allow_hosts")
-                .with_list_parse_key("worker.reply_to_prefixes")
-                .source(Some(env)),
-        );
+        let builder = config::Config::builder().add_source(builder(file, env));
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -168,6 +152,33 @@ impl Settings {
         self.log.validate()?;
         Ok(())
     }
+}
+
+/// The layers over the built-in defaults: `file` when given, then the `AVATAR_WORKER__*` variables of `env`.
+fn builder(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<Box<dyn config::Source + Send + Sync>> {
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+        .collect();
+    let mut sources: Vec<Box<dyn config::Source + Send + Sync>> = Vec::new();
+    if let Some(file) = file {
+        sources.push(Box::new(config::File::from(file).required(true)));
+    }
+    sources.push(Box::new(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("retry.delays_ms")
+            .with_list_parse_key("image.allow_hosts")
+            .with_list_parse_key("worker.reply_to_prefixes")
+            .source(Some(env)),
+    ));
+    sources
 }
 
 impl From<config::ConfigError> for SettingsError {

@@ -36,4 +36,12 @@ pub enum SyncError {
     /// The batch ended without answering every row; should not happen, and says so rather than exit 0.
     #[error("the batch ended with {0} rows unanswered")]
     Unanswered(usize),
+    /// Stopped on request (Ctrl-C) before every row was answered.
+    #[error("interrupted with {unanswered} rows unanswered")]
+    Interrupted {
+        /// Rows published and not answered, and rows not published yet.
+        unanswered: usize,
+        /// What this run answered until then.
+        summary: Box<super::Summary>,
+    },
 }

@@ -56,10 +56,17 @@ pub struct SyncOptions {
 }
 
 /// Asks every planned row through `batch`, recording each answer as it arrives.
-pub async fn execute(
+pub async fn execute(plan: Plan, batch: Batch, progress: Progress) -> Result<Summary, SyncError> {
+    execute_until(plan, batch, progress, std::future::pending()).await
+}
+
+/// As [`execute`], stopping early when `stop` completes (Ctrl-C): the answers so far are in the results
+/// file, and [`SyncError::Interrupted`] carries their summary; `--resume` continues.
+pub async fn execute_until(
     plan: Plan,
     batch: Batch,
     mut progress: Progress,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, SyncError> {
     let Plan {
         input_rows,
@@ -84,7 +91,21 @@ pub async fn execute(
         jobs.push(planned.job);
     }
     let mut results = batch.run(jobs);
-    while let Some(result) = results.next().await {
+    tokio::pin!(stop);
+    loop {
+        let next = tokio::select! {
+            () = &mut stop => {
+                progress.finish();
+                return Err(SyncError::Interrupted {
+                    unanswered: owed.len(),
+                    summary: Box::new(summary),
+                });
+            }
+            next = results.next() => next,
+        };
+        let Some(result) = next else {
+            break;
+        };
         let result = match result {
             Ok(result) => result,
             Err(error) => {

@@ -79,7 +79,7 @@ impl Settle<'_> {
             .await
         {
             Err(PublishError::Unroutable(queue)) if dead.is_none() => {
-                tracing::error!(reply_to = %queue, "result unroutable: no such reply queue; dead-lettering the job");
+                tracing::error!(job_id = result.job_id.as_str(), reply_to = %queue, "result unroutable: no such reply queue; dead-lettering the job");
                 let message = format!("reply_to names no queue: {queue:?}");
                 self.dead_letter(
                     &headers,
@@ -91,7 +91,7 @@ impl Settle<'_> {
                 .await
             }
             Err(PublishError::Unroutable(queue)) => {
-                tracing::error!(reply_to = %queue, "result unroutable; the job is already dead-lettered");
+                tracing::error!(job_id = result.job_id.as_str(), reply_to = %queue, "result unroutable; the job is already dead-lettered");
                 Ok(())
             }
             other => other,

@@ -1,6 +1,8 @@
 //! End-to-end tests: real RabbitMQ, the mock gateway over HTTP, the worker in-process.
 
+mod cli;
 mod crash;
+mod dead;
 mod fetch;
 mod helpers;
 mod hostile;
