@@ -380,7 +380,7 @@ impl Client {
     /// rather than losing it; the letters left are returned to the queue in their order.
     pub async fn replay_dead(&self, options: ReplayOptions) -> Result<ReplayReport, ClientError> {
         use crate::broker::{DeadReason, JobHeaders, headers, properties};
-        use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
 
         let channel = self.connection.create_channel().await?;
         let found = broker::message_count(&channel, &self.names.dead).await?;
@@ -468,16 +468,7 @@ impl Client {
             delivery.acker.ack(BasicAckOptions::default()).await?;
             report.replayed += 1;
         }
-        // Nacked newest first: each goes back to the head of the queue, so the oldest ends up first again.
-        for delivery in kept.into_iter().rev() {
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await?;
-        }
+        inspect::give_back(kept).await?;
         let _ = channel.close(200, "replayed".into()).await;
         Ok(report)
     }

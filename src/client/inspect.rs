@@ -218,8 +218,8 @@ async fn take(
     Ok(out)
 }
 
-/// Returns taken messages to their queue; a classic queue puts each back where it was.
-async fn give_back(taken: Vec<Delivery>) -> Result<(), ClientError> {
+/// Returns taken messages to their queue, newest first, so a classic queue puts each back where it was.
+pub(super) async fn give_back(taken: Vec<Delivery>) -> Result<(), ClientError> {
     for delivery in taken.into_iter().rev() {
         delivery
             .acker

@@ -610,6 +610,45 @@ impl Drop for TestApp {
     }
 }
 
+// Paced runs: the lane tests and the pacing binary.
+
+/// A per-device limit for `paced`.
+pub fn limit(rate_per_s: f64, burst: u32, concurrency: usize) -> avatar_worker::settings::Limit {
+    avatar_worker::settings::Limit {
+        rate_per_s,
+        burst,
+        concurrency,
+    }
+}
+
+/// Pacing on, with this fetch limit.
+pub fn paced(fetch: avatar_worker::settings::Limit) -> Box<dyn FnOnce(&mut Settings) + Send> {
+    Box::new(move |s| {
+        s.pacing.enabled = true;
+        s.pacing.fetch = fetch;
+    })
+}
+
+/// `n` fetch jobs for `device`, with ids `<prefix>0…` and a number each.
+pub fn fetches(prefix: &str, device: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| serde_json::json!({"job_id": format!("{prefix}{i}"), "device_id": device, "phone": format!("62814{i:08}")}))
+        .collect()
+}
+
+/// Results until every one of `ids` has one; returns how many results came (duplicates included).
+pub async fn answers(app: &mut TestApp, n: usize) -> (std::collections::HashSet<String>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    while seen.len() < n {
+        let result = app.next_result().await;
+        assert!(result.error.is_none(), "{result:?}");
+        seen.insert(result.job_id.to_string());
+        total += 1;
+    }
+    (seen, total)
+}
+
 /// When each `GET /user/avatar` of a mock's request log began (its answer time minus its duration), by
 /// device header, in seconds, in order.
 pub fn gateway_starts(log: &Value) -> HashMap<String, Vec<f64>> {

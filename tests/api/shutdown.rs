@@ -62,6 +62,8 @@ async fn nothing_is_lost_when_the_grace_period_runs_out() {
         configure: Box::new(|s| {
             s.worker.max_in_flight = 50;
             s.worker.shutdown_grace = std::time::Duration::from_millis(200);
+            // No job may finish while the test publishes, however slowly a busy machine lets it.
+            s.gateway.timeout = std::time::Duration::from_secs(120);
         }),
         ..AppOptions::default()
     })
@@ -73,7 +75,7 @@ async fn nothing_is_lost_when_the_grace_period_runs_out() {
     .await;
     let first = app.next_result().await;
     // From now on the gateway is far too slow for the grace period.
-    app.put("/_mock/faults", json!({"latency_ms": 5000})).await;
+    app.put("/_mock/faults", json!({"latency_ms": 60000})).await;
     app.publish_fetches("s", JOBS).await;
     // The broker's ready count is the only outside view of what the worker holds.
     let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
