@@ -10,7 +10,6 @@
 mod decode;
 mod error;
 mod fetch;
-mod guard;
 mod normalize;
 mod orient;
 mod pixels;
@@ -23,8 +22,8 @@ use std::path::Path;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub use crate::http::guard::forbidden_reason;
 pub use error::ImageError;
-pub use guard::forbidden_reason;
 pub use settings::ImageSettings;
 pub use sniff::{Format, sniff};
 pub use source::decode_base64;

@@ -146,6 +146,8 @@ impl Settings {
                 .with_list_parse_key("retry.delays_ms")
                 .with_list_parse_key("image.allow_hosts")
                 .with_list_parse_key("worker.reply_to_prefixes")
+                .with_list_parse_key("worker.download_hosts")
+                .with_list_parse_key("worker.download_allow_hosts")
                 .source(Some(env)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;

@@ -100,11 +100,8 @@ impl Worker {
         settings: Settings,
         backend: Arc<dyn AvatarBackend>,
         metrics: Metrics,
-    ) -> Result<Self, reqwest::Error> {
-        let downloader = Downloader::new(
-            settings.worker.download_max_bytes,
-            settings.worker.download_timeout,
-        )?;
+    ) -> Self {
+        let downloader = Downloader::new(&settings.worker);
         let services = Services {
             names: QueueNames::new(&settings.topology),
             lane_names: LaneNames::new(&settings.topology.prefix),
@@ -121,10 +118,10 @@ impl Worker {
             backend,
             settings,
         };
-        Ok(Self {
+        Self {
             services: Arc::new(services),
             name: format!("avatar-worker-{}", std::process::id()),
-        })
+        }
     }
 
     /// This worker's metrics, for the admin server and tests.

@@ -297,3 +297,144 @@ async fn hostile_messages_get_named_errors_and_good_jobs_still_succeed() {
     );
     assert!(worker.terminate().success());
 }
+
+/// A server the worker must never reach: counts the requests it gets and answers a secret.
+struct Secret {
+    addr: std::net::SocketAddr,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const SECRET: &str = "TOP-SECRET-instance-credentials";
+
+async fn secret_server() -> Secret {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            SECRET
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Secret { addr, hits }
+}
+
+/// A server on an allowed host whose every path redirects to `to`.
+async fn redirector(to: String) -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(move || {
+        let to = to.clone();
+        async move { axum::response::Redirect::to(&to) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A gateway naming picture URLs inside the network (loopback, IPv6 loopback, a name resolving to
+/// loopback, the metadata service, a redirect to a local port, a host off the list, another scheme) gets
+/// `download_forbidden` for each, the secret server is never reached, and a good download beside them is
+/// answered.
+#[tokio::test]
+async fn picture_urls_reaching_inside_are_refused_and_good_downloads_answered() {
+    let secret = secret_server().await;
+    let port = secret.addr.port();
+    let redirect = redirector(format!("http://127.0.0.1:{port}/secret")).await;
+    let redirect_host = redirect.to_string();
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(move |s| {
+            // Hosts the gateway may name, by name only (any port), so the address guard is what refuses
+            // a loopback port; the mock and the redirector are allowed their own address and port.
+            s.worker.download_hosts.extend(
+                ["127.0.0.1", "[::1]", "localhost", "169.254.169.254"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([redirect_host.clone()]),
+            );
+            s.worker.download_allow_hosts.push(redirect_host);
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let hostile = [
+        (
+            "loopback",
+            format!("http://127.0.0.1:{port}/secret"),
+            "loopback",
+        ),
+        (
+            "ipv6-loopback",
+            format!("http://[::1]:{port}/secret"),
+            "loopback",
+        ),
+        (
+            "localhost",
+            format!("http://localhost:{port}/secret"),
+            "loopback",
+        ),
+        (
+            "metadata",
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "link-local",
+        ),
+        (
+            "redirect",
+            format!("http://{redirect}/picture.jpg"),
+            "loopback",
+        ),
+        (
+            "unlisted",
+            format!("http://127.0.0.2:{port}/secret"),
+            "worker.download_hosts",
+        ),
+        ("scheme", "file:///etc/passwd".to_string(), "scheme"),
+    ];
+    for (i, (id, url, _)) in hostile.iter().enumerate() {
+        app.put(
+            &format!("/_mock/contacts/62811000{i:05}"),
+            json!({"picture": "set", "url": url}),
+        )
+        .await;
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": id, "phone": format!("62811000{i:05}"), "download": true}),
+        )
+        .await;
+    }
+    app.put("/_mock/contacts/6281100099999", json!({"picture": "set"}))
+        .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "good", "phone": "6281100099999", "download": true}),
+    )
+    .await;
+
+    let results = app.results(hostile.len() + 1).await;
+    for result in &results {
+        let text = serde_json::to_string(result).unwrap();
+        assert!(!text.contains(SECRET), "{text}");
+        if result.job_id.as_str() == "good" {
+            assert_eq!(result.status, Status::Ok, "{:?}", result.error);
+            let image = result.image.as_ref().expect("the downloaded picture");
+            assert_eq!(image.content_type, "image/jpeg");
+            continue;
+        }
+        let (_, url, says) = hostile
+            .iter()
+            .find(|(id, ..)| *id == result.job_id.as_str())
+            .expect("a job of the test");
+        let error = result.error.as_ref().expect("an error");
+        assert_eq!(error.code, ErrorCode::DownloadForbidden, "{url}: {error:?}");
+        assert!(!error.retryable, "{url}");
+        assert!(error.message.contains(says), "{url}: {}", error.message);
+    }
+    assert_eq!(
+        secret.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the secret server was never reached"
+    );
+}

@@ -1,5 +1,9 @@
 //! What every HTTP client of the worker shares: bodies read only up to a limit, since a gateway, a CDN or
-//! an image host can answer with anything.
+//! an image host can answer with anything; URLs nobody we trust wrote fetched only through [`guarded`],
+//! behind the address guard of [`guard`].
+
+pub mod guard;
+pub mod guarded;
 
 /// A body larger than the limit.
 #[derive(Debug, thiserror::Error)]

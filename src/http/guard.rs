@@ -1,6 +1,7 @@
-//! The server-side request forgery guard: which addresses a job's image URL may reach.
+//! The server-side request forgery guard: which hosts and addresses a URL we did not write may reach (a
+//! job's image URL, the picture URL a gateway answered).
 //!
-//! A job author could otherwise point the worker at the cloud metadata service, the broker's
+//! Whoever wrote the URL could otherwise point the worker at the cloud metadata service, the broker's
 //! management API or anything else only reachable from inside the network.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -92,6 +93,25 @@ pub fn is_allowed(allow_hosts: &[String], host: &str, port: u16) -> bool {
     })
 }
 
+/// Whether `host` (as written in the URL) and `port` match one of `patterns`: `*` (any host), `*.domain`
+/// (any name under `domain`, not `domain` itself), or an exact `host` / `host:port` entry as
+/// [`is_allowed`] takes them.
+pub fn host_matches(patterns: &[String], host: &str, port: u16) -> bool {
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    patterns.iter().any(|pattern| {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        if pattern == "*" {
+            return true;
+        }
+        match pattern.strip_prefix("*.") {
+            Some(domain) => name
+                .strip_suffix(domain)
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            None => is_allowed(std::slice::from_ref(&pattern), host, port),
+        }
+    })
+}
+
 fn strip_brackets(s: &str) -> &str {
     s.strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
@@ -155,5 +175,25 @@ mod tests {
         assert!(is_allowed(&list, "127.0.0.1", 1234));
         assert!(is_allowed(&list, "[::1]", 9));
         assert!(!is_allowed(&list, "localhost", 80));
+    }
+
+    #[test]
+    fn host_patterns_match_subdomains_exact_hosts_and_ports() {
+        let list = vec![
+            "*.whatsapp.net".to_string(),
+            "mock:3000".to_string(),
+            "cdn.example".to_string(),
+        ];
+        assert!(host_matches(&list, "pps.whatsapp.net", 443));
+        assert!(host_matches(&list, "a.b.WhatsApp.net.", 443));
+        assert!(!host_matches(&list, "whatsapp.net", 443));
+        assert!(!host_matches(&list, "evilwhatsapp.net", 443));
+        assert!(!host_matches(&list, "whatsapp.net.evil.example", 443));
+        assert!(host_matches(&list, "mock", 3000));
+        assert!(!host_matches(&list, "mock", 3001));
+        assert!(host_matches(&list, "cdn.example", 8443));
+        assert!(!host_matches(&list, "127.0.0.1", 3000));
+        assert!(host_matches(&["*".to_string()], "[::1]", 1));
+        assert!(!host_matches(&[], "pps.whatsapp.net", 443));
     }
 }
