@@ -32,6 +32,13 @@ fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
         Some("a reserved address")
     } else if (a == 192 && b == 0 && c == 0) || (a == 198 && (18..=19).contains(&b)) {
         Some("a special-purpose address")
+    } else if (a == 192 && b == 0 && c == 2)
+        || (a == 198 && b == 51 && c == 100)
+        || (a == 203 && b == 0 && c == 113)
+    {
+        Some("a documentation address")
+    } else if a == 192 && b == 88 && c == 99 {
+        Some("a 6to4 relay anycast address")
     } else {
         None
     }
@@ -53,9 +60,23 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         // IPv4-compatible (deprecated) form ::a.b.c.d
         return v4_reason(embedded_v4(seg[6], seg[7]));
     }
+    if seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // IPv4-translated (SIIT, RFC 2765) form ::ffff:0:a.b.c.d
+        return v4_reason(embedded_v4(seg[6], seg[7]));
+    }
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         // NAT64 well-known prefix
         return v4_reason(embedded_v4(seg[6], seg[7]));
+    }
+    if seg[..3] == [0x64, 0xff9b, 1] {
+        // Local-use NAT64 (RFC 8215, 64:ff9b:1::/48): translated by a NAT64 of the local network, to any
+        // IPv4 address it chooses, wherever the IPv4 bits sit.
+        return Some("a local-use NAT64 address");
+    }
+    if seg[0] == 0x2001 && seg[1] == 0 {
+        // Teredo (2001::/32) carries a client IPv4 address (obfuscated) and a server one: a tunnel to
+        // whatever they name.
+        return Some("a Teredo tunnel address");
     }
     if seg[0] == 0x2002 {
         // 6to4 carries the IPv4 address in the second and third segments.
@@ -69,8 +90,15 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         Some("a site-local address")
     } else if seg[0] & 0xfe00 == 0xfc00 {
         Some("a unique-local address")
-    } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
+    } else if (seg[0] == 0x2001 && seg[1] == 0x0db8) || seg[0] & 0xfff0 == 0x3ff0 {
         Some("a documentation address")
+    } else if seg[..4] == [0x100, 0, 0, 0] {
+        Some("a discard-only address")
+    } else if seg[0] == 0x2001 && (seg[1] & 0xfff0 == 0x0010 || seg[1] & 0xfff0 == 0x0020) {
+        // ORCHID (2001:10::/28) and ORCHIDv2 (2001:20::/28): identifiers, not routable.
+        Some("a special-purpose address")
+    } else if seg[0] == 0x2001 && seg[1] == 0x0002 && seg[2] == 0 {
+        Some("a benchmarking address")
     } else {
         None
     }
@@ -151,6 +179,48 @@ mod tests {
             "2002:c0a8:0101::1",
         ] {
             assert!(refused(bad), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn addresses_that_tunnel_translate_or_discard_are_refused() {
+        for (bad, says) in [
+            // IPv4-translated ::ffff:0:0/96 carrying 127.0.0.1 and 10.0.0.1
+            ("::ffff:0:7f00:1", "loopback"),
+            ("::ffff:0:a00:1", "private"),
+            // local-use NAT64 64:ff9b:1::/48, whatever it embeds
+            ("64:ff9b:1::7f00:1", "NAT64"),
+            ("64:ff9b:1::808:808", "NAT64"),
+            ("64:ff9b:1:ffff::1", "NAT64"),
+            // discard-only 100::/64
+            ("100::", "discard"),
+            ("100::1", "discard"),
+            // Teredo 2001::/32
+            ("2001::1", "Teredo"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("2001:10::1", "special-purpose"),
+            ("2001:20::1", "special-purpose"),
+            ("2001:2::1", "benchmarking"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.9", "documentation"),
+            ("192.88.99.1", "6to4"),
+        ] {
+            let ip: IpAddr = bad.parse().expect(bad);
+            let reason = forbidden_reason(ip).unwrap_or_else(|| panic!("{bad} should be refused"));
+            assert!(reason.contains(says), "{bad}: {reason}");
+        }
+        for good in [
+            "100:0:0:1::1",
+            "2001:4860:4860::8888",
+            "2001:200::1",
+            "64:ff9b::808:808",
+            "64:ff9b:2::1",
+            "::ffff:0:808:808",
+        ] {
+            assert!(!refused(good), "{good} should be allowed");
         }
         for good in [
             "8.8.8.8",
