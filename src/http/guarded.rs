@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url, redirect};
 
 use super::guard::{forbidden_reason, host_matches, is_allowed};
-use super::{BodyError, read_capped};
+use super::{BodyError, error_text, read_capped, redact_url as redact};
 
 /// Where a guarded download may go and how much it may take.
 #[derive(Debug, Clone, Copy)]
@@ -116,17 +116,6 @@ fn check_scheme(url: &Url) -> Result<(), FetchError> {
     }
 }
 
-/// `url` without credentials, query or fragment: what error messages may show of a URL, since a query
-/// may hold a signature (`X-Amz-Signature`, WhatsApp's `oh=`) and the userinfo a password.
-pub fn redact(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
-}
-
 /// The address to connect to for `url`, after the host patterns and the address guard.
 async fn checked_address(url: &Url, policy: &Policy<'_>) -> Result<SocketAddr, FetchError> {
     let what = policy.what;
@@ -201,7 +190,7 @@ async fn once(url: &Url, policy: &Policy<'_>) -> Result<Hop, FetchError> {
         builder = builder.resolve(domain, address);
     }
     let client = builder.build().map_err(|e| FetchError::Failed {
-        message: format!("could not set up the HTTP client: {}", without_url(&e)),
+        message: format!("could not set up the HTTP client: {}", error_text(&e)),
         retryable: true,
     })?;
     let response = client
@@ -252,37 +241,7 @@ fn transport_error(url: &Url, e: &reqwest::Error) -> FetchError {
         "failed"
     };
     FetchError::Failed {
-        message: format!("downloading {} {what}: {}", redact(url), without_url(e)),
+        message: format!("downloading {} {what}: {}", redact(url), error_text(e)),
         retryable: true,
-    }
-}
-
-/// A reqwest error's text without the URL it carries (its query may hold a signature).
-pub fn without_url(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    match e.url() {
-        Some(_) => {
-            let mut stripped = reqwest_error_kind(e).to_string();
-            if let Some(source) = e.source() {
-                stripped.push_str(": ");
-                stripped.push_str(&source.to_string());
-            }
-            stripped
-        }
-        None => e.to_string(),
-    }
-}
-
-fn reqwest_error_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "operation timed out"
-    } else if e.is_connect() {
-        "error trying to connect"
-    } else if e.is_body() || e.is_decode() {
-        "error reading the body"
-    } else if e.is_request() {
-        "error sending the request"
-    } else {
-        "HTTP error"
     }
 }
