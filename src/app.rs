@@ -53,7 +53,7 @@ impl App {
         let admin = if admin_settings.enabled {
             let bind = admin_settings.bind;
             let server = ops::serve(
-                bind,
+                &admin_settings,
                 worker.metrics().clone(),
                 worker.readiness().clone(),
                 admin_stop.clone(),

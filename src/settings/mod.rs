@@ -168,6 +168,7 @@ impl Settings {
         self.not_on_whatsapp.validate()?;
         self.image.validate()?;
         self.log.validate()?;
+        self.admin.validate()?;
         Ok(())
     }
 }
