@@ -52,6 +52,8 @@ pub(crate) struct Services {
     pub lookups: LookupHealth,
     pub in_flight: Arc<Semaphore>,
     downloader: Downloader,
+    /// The decode memory every update job of this worker shares (`image.decode_memory_bytes`).
+    pub decodes: crate::image::DecodeBudget,
     pub metrics: Metrics,
     pub readiness: Readiness,
 }
@@ -113,6 +115,7 @@ impl Worker {
             ),
             in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
             downloader,
+            decodes: crate::image::DecodeBudget::new(&settings.image),
             readiness: Readiness::new(&metrics).with_sessions(backend.clone()),
             metrics,
             backend,
