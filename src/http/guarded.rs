@@ -7,7 +7,9 @@
 //! checks. No proxy is used (`HTTP_PROXY` and friends are ignored): a proxy would do the resolving and
 //! the connecting, out of the guard's sight.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url, redirect};
@@ -36,6 +38,40 @@ pub struct Policy<'a> {
     pub max_bytes: usize,
     /// The `Accept` header sent.
     pub accept: &'static str,
+    /// Clients kept between downloads (connections reused); `None`: a client per request.
+    pub clients: Option<&'a ClientCache>,
+}
+
+/// Clients of guarded downloads kept for reuse, one per host and checked address: each can reach only the
+/// address its host was checked at (it follows no redirect and resolves nothing), and its connections are
+/// reused by the next download from the same host. Bounded: emptied when full.
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    clients: Mutex<HashMap<(String, SocketAddr), reqwest::Client>>,
+}
+
+/// Clients a [`ClientCache`] keeps at most.
+const MAX_CACHED_CLIENTS: usize = 64;
+
+impl ClientCache {
+    fn client(
+        &self,
+        host: &str,
+        address: SocketAddr,
+        build: impl FnOnce() -> Result<reqwest::Client, FetchError>,
+    ) -> Result<reqwest::Client, FetchError> {
+        let key = (host.to_ascii_lowercase(), address);
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = build()?;
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
 }
 
 /// Why a guarded download failed.
@@ -181,18 +217,24 @@ async fn checked_address(url: &Url, policy: &Policy<'_>) -> Result<SocketAddr, F
 async fn once(url: &Url, policy: &Policy<'_>) -> Result<Hop, FetchError> {
     check_scheme(url)?;
     let address = checked_address(url, policy).await?;
-    let mut builder = reqwest::Client::builder()
-        .redirect(redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(policy.connect_timeout)
-        .user_agent(concat!("avatar-worker/", env!("CARGO_PKG_VERSION")));
-    if let Some(domain) = url.domain() {
-        builder = builder.resolve(domain, address);
-    }
-    let client = builder.build().map_err(|e| FetchError::Failed {
-        message: format!("could not set up the HTTP client: {}", error_text(&e)),
-        retryable: true,
-    })?;
+    let build = || {
+        let mut builder = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(policy.connect_timeout)
+            .user_agent(concat!("avatar-worker/", env!("CARGO_PKG_VERSION")));
+        if let Some(domain) = url.domain() {
+            builder = builder.resolve(domain, address);
+        }
+        builder.build().map_err(|e| FetchError::Failed {
+            message: format!("could not set up the HTTP client: {}", error_text(&e)),
+            retryable: true,
+        })
+    };
+    let client = match policy.clients {
+        Some(cache) => cache.client(url.host_str().unwrap_or_default(), address, build)?,
+        None => build()?,
+    };
     let response = client
         .get(url.clone())
         .header(reqwest::header::ACCEPT, policy.accept)

@@ -21,6 +21,7 @@ pub async fn fetch(url: &str, settings: &ImageSettings) -> Result<Bytes, ImageEr
         max_redirects: settings.max_redirects,
         max_bytes: settings.max_bytes,
         accept: "image/jpeg, image/png, image/webp",
+        clients: None,
     };
     match guarded::get(url, &policy).await {
         Ok(body) => Ok(Bytes::from(body)),

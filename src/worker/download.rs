@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::http::guarded::{self, FetchError, Policy};
+use crate::http::guarded::{self, ClientCache, FetchError, Policy};
 use crate::protocol::{ErrorCode, JobError};
 use crate::settings::WorkerSettings;
 
@@ -19,6 +19,8 @@ pub(crate) struct Downloader {
     allow_private: Vec<String>,
     max_bytes: usize,
     timeout: Duration,
+    /// One client per picture host and checked address, so CDN connections are reused.
+    clients: ClientCache,
 }
 
 impl Downloader {
@@ -28,6 +30,7 @@ impl Downloader {
             allow_private: settings.download_allow_hosts.clone(),
             max_bytes: settings.download_max_bytes,
             timeout: settings.download_timeout,
+            clients: ClientCache::default(),
         }
     }
 
@@ -43,6 +46,7 @@ impl Downloader {
             max_redirects: MAX_REDIRECTS,
             max_bytes: self.max_bytes,
             accept: "image/jpeg, image/*",
+            clients: Some(&self.clients),
         };
         let failed = |retryable: bool, message: String| {
             JobError::new(ErrorCode::DownloadFailed, message).with_retryable(retryable)
