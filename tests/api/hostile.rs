@@ -438,3 +438,68 @@ async fn picture_urls_reaching_inside_are_refused_and_good_downloads_answered() 
         "the secret server was never reached"
     );
 }
+
+/// `HTTP_PROXY` and friends in the worker's environment are not used: neither the gateway's Basic
+/// credentials nor the guarded downloads (picture, image URL) go through a proxy nobody configured, whose
+/// resolving and connecting the address guard could not see.
+#[tokio::test]
+async fn proxy_variables_in_the_environment_are_ignored() {
+    let mut app = spawn_app_with(AppOptions {
+        start_worker: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let proxy = secret_server().await;
+    let photo = encoded(400, 400, image::ImageFormat::Jpeg);
+    let images = {
+        let app = axum::Router::new().fallback(move || {
+            let photo = photo.clone();
+            async move { ([("content-type", "image/jpeg")], photo) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    };
+    app.put("/_mock/contacts/6281100088888", json!({"picture": "set"}))
+        .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "fetch", "phone": "6281100088888", "download": true}),
+    )
+    .await;
+    app.publish_json(
+        JobKind::Update,
+        &json!({"job_id": "update", "image": {"url": format!("http://{images}/photo.jpg")}}),
+    )
+    .await;
+    let via = format!("http://{}", proxy.addr);
+    let mut env: Vec<(&str, String)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|key| (key, via.clone()))
+    .collect();
+    env.push(("AVATAR_WORKER__IMAGE__ALLOW_HOSTS", images.to_string()));
+    let mut worker = WorkerProcess::start(&app, &env);
+    for result in app.results(2).await {
+        assert_eq!(
+            result.status,
+            Status::Ok,
+            "{}: {:?}",
+            result.job_id.as_str(),
+            result.error
+        );
+    }
+    assert_eq!(
+        proxy.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing went through the proxy"
+    );
+    assert!(worker.terminate().success());
+}
