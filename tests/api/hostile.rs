@@ -503,3 +503,89 @@ async fn proxy_variables_in_the_environment_are_ignored() {
     );
     assert!(worker.terminate().success());
 }
+
+/// A producer naming someone else's queue as `reply_to` gets `invalid_job` on the results queue; nothing
+/// is written into that queue with the worker's rights.
+#[tokio::test]
+async fn a_reply_to_outside_the_allowed_queues_is_refused() {
+    let mut app = spawn_app_with(AppOptions::default()).await;
+    let victim = format!("victim-{}", uuid::Uuid::new_v4().simple());
+    app.channel
+        .queue_declare(
+            victim.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare the victim queue");
+    let job = json!({"job_id": "foreign", "phone": "6281100077777"});
+    app.publish_raw(
+        JobKind::Fetch,
+        job.to_string().as_bytes(),
+        BasicProperties::default().with_reply_to(victim.as_str().into()),
+    )
+    .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "good", "phone": "6281100077778"}),
+    )
+    .await;
+    for result in app.results(2).await {
+        match result.job_id.as_str() {
+            "good" => assert_eq!(result.status, Status::Ok, "{:?}", result.error),
+            _ => {
+                let error = result.error.expect("an error");
+                assert_eq!(error.code, ErrorCode::InvalidJob);
+                assert!(
+                    error.message.contains("reply_to_prefixes"),
+                    "{}",
+                    error.message
+                );
+            }
+        }
+    }
+    assert_eq!(
+        app.queue_depth(&victim).await,
+        0,
+        "nothing reached {victim}"
+    );
+}
+
+/// A gateway answering without end is read up to 1 MiB: the job gets `gateway_error` at once.
+#[tokio::test]
+async fn a_gateway_answer_over_a_mebibyte_is_refused() {
+    use axum::routing::get;
+    let huge = format!(
+        r#"{{"code":"SUCCESS","message":"{}","results":{{"url":"x","id":"1","type":"image"}}}}"#,
+        "A".repeat(3 * 1024 * 1024)
+    );
+    let gateway = axum::Router::new()
+        .route(
+            "/devices",
+            get(|| async {
+                axum::Json(json!({"code": "SUCCESS", "message": "ok",
+                    "results": [{"id": "dev-a", "jid": "6281234500001@s.whatsapp.net"}]}))
+            }),
+        )
+        .route("/user/avatar", get(move || async move { huge.clone() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, gateway).await });
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(move |s| s.gateway.base_url = format!("http://{addr}")),
+        ..AppOptions::default()
+    })
+    .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "huge", "device_id": "dev-a", "phone": "6281100066666"}),
+    )
+    .await;
+    let result = app.next_result().await;
+    let error = result.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::GatewayError, "{}", error.message);
+    assert!(error.message.contains("1048576"), "{}", error.message);
+}
