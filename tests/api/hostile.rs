@@ -589,3 +589,30 @@ async fn a_gateway_answer_over_a_mebibyte_is_refused() {
     assert_eq!(error.code, ErrorCode::GatewayError, "{}", error.message);
     assert!(error.message.contains("1048576"), "{}", error.message);
 }
+
+/// An update for a device the gateway does not have costs no image work: answered `device_not_found`
+/// before its image URL is fetched (or anything decoded).
+#[tokio::test]
+async fn an_update_for_an_unknown_device_fetches_and_decodes_nothing() {
+    let images = secret_server().await;
+    let allowed = images.addr.to_string();
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(move |s| s.image.allow_hosts = vec![allowed]),
+        ..AppOptions::default()
+    })
+    .await;
+    app.publish_json(
+        JobKind::Update,
+        &json!({"job_id": "ghost", "device_id": "no-such-device",
+            "image": {"url": format!("http://{}/photo.jpg", images.addr)}}),
+    )
+    .await;
+    let result = app.next_result().await;
+    let error = result.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::DeviceNotFound, "{}", error.message);
+    assert_eq!(
+        images.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the image was never fetched"
+    );
+}
