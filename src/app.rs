@@ -15,8 +15,6 @@ use crate::worker::Worker;
 pub enum StartupError {
     #[error(transparent)]
     Backend(#[from] BuildError),
-    #[error("HTTP client for picture downloads: {0}")]
-    HttpClient(#[from] reqwest::Error),
     #[error("admin server on {bind}: {source}")]
     Admin {
         bind: SocketAddr,
@@ -50,12 +48,12 @@ impl App {
         metrics: Metrics,
     ) -> Result<Self, StartupError> {
         let admin_settings = settings.admin.clone();
-        let worker = Worker::with_metrics(settings, backend, metrics)?;
+        let worker = Worker::with_metrics(settings, backend, metrics);
         let admin_stop = Shutdown::new();
         let admin = if admin_settings.enabled {
             let bind = admin_settings.bind;
             let server = ops::serve(
-                bind,
+                &admin_settings,
                 worker.metrics().clone(),
                 worker.readiness().clone(),
                 admin_stop.clone(),

@@ -18,7 +18,8 @@
 //!   with feature `native`, `backend::native` holds sessions in-process; [`backend::build`] picks per device.
 //! - [`devices`]: per-device pacing, update order and the evidence behind a "not on WhatsApp".
 //! - [`image`]: preparing update pictures.
-//! - [`http`]: what the worker's HTTP clients share (bodies read up to a limit).
+//! - [`http`]: what the worker's HTTP clients share: bodies read up to a limit, the address guard, and the
+//!   guarded fetcher for URLs the worker did not write (image URLs, picture URLs a gateway answered).
 //! - [`settings`]: layered configuration, checked once.
 //! - [`shutdown`]: the one signal every part stops on.
 //! - [`client`]: the producer side: publish jobs, wait for results.

@@ -80,10 +80,12 @@ fn readme_rows() -> BTreeMap<String, Row> {
 }
 
 /// List keys that also take comma-separated values from the environment.
-const ENV_LISTS: [&str; 3] = [
+const ENV_LISTS: [&str; 5] = [
     "retry.delays_ms",
     "image.allow_hosts",
     "worker.reply_to_prefixes",
+    "worker.download_hosts",
+    "worker.download_allow_hosts",
 ];
 
 fn env_name(key: &str) -> String {

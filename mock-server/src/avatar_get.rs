@@ -13,7 +13,7 @@ use crate::faults::Faults;
 use crate::jid::sanitize_phone;
 use crate::query::bind_avatar;
 use crate::select::Selected;
-use crate::state::AppState;
+use crate::state::{AppState, read};
 use crate::{lookup, picture};
 
 #[derive(Serialize)]
@@ -53,9 +53,14 @@ pub async fn get_avatar(
     must_login(dev, &faults)?;
     let jid = lookup::validate_jid(state, &phone, &faults)?;
     let (id, key) = picture::get(state, &jid, request.is_community, &faults).await?;
-    let url = state
-        .cdn
-        .url(&state.public_base, &id, request.is_preview, &key);
+    let url = read(&state.contact_urls)
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| {
+            state
+                .cdn
+                .url(&state.public_base, &id, request.is_preview, &key)
+        });
     let kind = if request.is_preview {
         "preview"
     } else {

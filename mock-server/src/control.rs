@@ -138,16 +138,17 @@ pub async fn device_avatar(State(state): St, Path(id): Path<String>) -> Response
 struct PutContact {
     picture: Option<String>,
     id: Option<String>,
+    url: Option<String>,
 }
 
-fn contact_view(key: &str, outcome: &Outcome, explicit: bool) -> Value {
+fn contact_view(key: &str, outcome: &Outcome, explicit: bool, url: Option<&str>) -> Value {
     let (picture, id) = match outcome {
         Outcome::Set { id } => ("set", Some(id.as_str())),
         Outcome::NotSet => ("none", None),
         Outcome::Hidden => ("hidden", None),
         Outcome::NotOnWhatsapp => ("not_on_whatsapp", None),
     };
-    json!({ "jid": key, "picture": picture, "id": id, "explicit": explicit })
+    json!({ "jid": key, "picture": picture, "id": id, "explicit": explicit, "url": url })
 }
 
 /// The world key of a control path (trimmed: the control API's own convenience).
@@ -155,8 +156,9 @@ fn contact_key(jid: &str) -> String {
     world_key(jid.trim())
 }
 
-/// `PUT /_mock/contacts/{phone-or-jid}` `{"picture": "set"|"none"|"hidden"|"not_on_whatsapp", "id": "..."}`.
-/// `id` applies to `set`; without it the world's stable id for that JID is used.
+/// `PUT /_mock/contacts/{phone-or-jid}` `{"picture": "set"|"none"|"hidden"|"not_on_whatsapp", "id": "...",
+/// "url": "..."}`. `id` applies to `set`; without it the world's stable id for that JID is used. `url`
+/// (only with `set`) is answered verbatim as the picture URL instead of the CDN's.
 pub async fn put_contact(State(state): St, Path(jid): Path<String>, body: Bytes) -> Response {
     answer(save_contact(&state, &jid, &body))
 }
@@ -187,7 +189,15 @@ fn save_contact(state: &AppState, jid: &str, body: &[u8]) -> Answer {
             ));
         }
     };
-    let view = contact_view(&key, &outcome, true);
+    if req.url.is_some() && !matches!(outcome, Outcome::Set { .. }) {
+        return Err(bad_request("url: only with picture set."));
+    }
+    let url = req.url.filter(|u| !u.is_empty());
+    let view = contact_view(&key, &outcome, true, url.as_deref());
+    match url {
+        Some(url) => write(&state.contact_urls).insert(key.clone(), url),
+        None => write(&state.contact_urls).remove(&key),
+    };
     write(&state.contacts).insert(key, outcome);
     Ok(success("Mock contact saved", Some(&view)))
 }
@@ -197,15 +207,18 @@ pub async fn get_contact(State(state): St, Path(jid): Path<String>) -> Response 
     let key = contact_key(&jid);
     let explicit = read(&state.contacts).contains_key(&key);
     let outcome = state.lookup(&key);
+    let url = read(&state.contact_urls).get(&key).cloned();
     success(
         "Mock contact",
-        Some(&contact_view(&key, &outcome, explicit)),
+        Some(&contact_view(&key, &outcome, explicit, url.as_deref())),
     )
 }
 
 /// `DELETE /_mock/contacts/{phone-or-jid}`: back to the world's outcome.
 pub async fn delete_contact(State(state): St, Path(jid): Path<String>) -> Response {
-    write(&state.contacts).remove(&contact_key(&jid));
+    let key = contact_key(&jid);
+    write(&state.contact_urls).remove(&key);
+    write(&state.contacts).remove(&key);
     success::<()>("Mock contact removed", None)
 }
 

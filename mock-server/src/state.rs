@@ -29,6 +29,9 @@ pub struct AppState {
     pub devices: RwLock<Devices>,
     /// Explicit contacts, keyed by [`crate::jid::world_key`].
     pub contacts: RwLock<HashMap<String, Outcome>>,
+    /// Picture URLs answered instead of the CDN's for explicit contacts (`PUT /_mock/contacts` `url`),
+    /// keyed like `contacts`: lets a test play a gateway that answers a URL of its choosing.
+    pub contact_urls: RwLock<HashMap<String, String>>,
     /// Uploaded pictures by picture id (bounded).
     pub uploads: RwLock<Uploads>,
     pub faults: RwLock<Faults>,
@@ -61,6 +64,7 @@ impl AppState {
             initial_faults: config.faults,
             devices: RwLock::new(Devices::new(&config.devices)),
             contacts: RwLock::new(HashMap::new()),
+            contact_urls: RwLock::new(HashMap::new()),
             uploads: RwLock::new(Uploads::default()),
             faults: RwLock::new(config.faults),
             log: RequestLog::default(),
@@ -86,6 +90,7 @@ impl AppState {
     pub fn reset(&self) {
         *write(&self.devices) = Devices::new(&self.initial_devices);
         write(&self.contacts).clear();
+        write(&self.contact_urls).clear();
         write(&self.uploads).clear();
         *write(&self.faults) = self.initial_faults;
         *write(&self.auth) = self.initial_auth.clone();

@@ -7,10 +7,10 @@
 //! (header limits first, centre square, cheap pre-shrink) → `normalize` (Lanczos3 to the
 //! target side, EXIF orientation, JPEG).
 
+mod budget;
 mod decode;
 mod error;
 mod fetch;
-mod guard;
 mod normalize;
 mod orient;
 mod pixels;
@@ -23,8 +23,9 @@ use std::path::Path;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub use crate::http::guard::forbidden_reason;
+pub use budget::{Cost, DecodeBudget, MAX_JPEG_SCANS};
 pub use error::ImageError;
-pub use guard::forbidden_reason;
 pub use settings::ImageSettings;
 pub use sniff::{Format, sniff};
 pub use source::decode_base64;
@@ -76,11 +77,22 @@ impl PreparedImage {
 /// With `normalize` the result is a square JPEG of at most `target_side` px; without it the
 /// original bytes are uploaded once they have been checked to be a complete JPEG, PNG or WebP
 /// within the limits. Decoding runs on the blocking pool so a large picture cannot stall the
-/// runtime's consumers.
+/// runtime's consumers. One picture alone: [`prepare_within`] shares a worker's decode budget.
 pub async fn prepare(
     source: &ImageSource,
     normalize: bool,
     settings: &ImageSettings,
+) -> Result<PreparedImage, ImageError> {
+    prepare_within(source, normalize, settings, &DecodeBudget::new(settings)).await
+}
+
+/// As [`prepare`], the decode waiting for its share of `budget` (the memory its headers say it will
+/// hold) and bounded by `image.decode_timeout_ms` once it has it.
+pub async fn prepare_within(
+    source: &ImageSource,
+    normalize: bool,
+    settings: &ImageSettings,
+    budget: &DecodeBudget,
 ) -> Result<PreparedImage, ImageError> {
     let fetched = match source {
         ImageSource::Url(url) => Some(fetch::fetch(url, settings).await?),
@@ -90,28 +102,53 @@ pub async fn prepare(
         ImageSource::Base64(text) => Some(text.clone()),
         ImageSource::Url(_) => None,
     };
-    let settings = settings.clone();
-    let work = move || {
+    let owned = settings.clone();
+    let read = move || {
         let data = match (fetched, base64) {
             (Some(bytes), _) => bytes,
-            (None, Some(text)) => Bytes::from(decode_base64(&text, settings.max_bytes)?),
+            (None, Some(text)) => Bytes::from(decode_base64(&text, owned.max_bytes)?),
             (None, None) => return Err(ImageError::Invalid("no image source".into())),
         };
+        check_size(data.len(), &owned)?;
+        let format = sniff(&data)?;
+        let cost = budget::cost(&data, format, &owned)?;
+        Ok((data, cost))
+    };
+    let (data, cost) = tokio::task::spawn_blocking(read)
+        .await
+        .map_err(not_processed)??;
+    let permit = budget.reserve(cost).await?;
+    let owned = settings.clone();
+    let work = move || {
+        // Held until the decode ends, even when its job has stopped waiting.
+        let _permit = permit;
         if normalize {
-            normalize_bytes(&data, &settings)
+            normalize_bytes(&data, &owned)
         } else {
-            validate_original(data, &settings)
+            validate_original(data, &owned)
         }
     };
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ImageError::Invalid(format!("the image could not be processed: {e}")))?
+    match tokio::time::timeout(settings.decode_timeout, tokio::task::spawn_blocking(work)).await {
+        Ok(done) => done.map_err(not_processed)?,
+        Err(_) => Err(ImageError::TooLarge(format!(
+            "decoding the image took longer than {} ms (image.decode_timeout_ms)",
+            settings.decode_timeout.as_millis()
+        ))),
+    }
+}
+
+fn not_processed(e: tokio::task::JoinError) -> ImageError {
+    ImageError::Invalid(format!("the image could not be processed: {e}"))
 }
 
 /// The whole pipeline on bytes already in memory: what `avatar-worker image normalize` runs.
 pub fn normalize_bytes(data: &[u8], settings: &ImageSettings) -> Result<PreparedImage, ImageError> {
     check_size(data.len(), settings)?;
     let format = sniff(data)?;
+    budget::check(
+        budget::cost(data, format, settings)?,
+        settings.decode_memory_bytes,
+    )?;
     let decoded = decode::decode(data, format, settings)?;
     let square = normalize::square(decoded, settings)?;
     let jpeg = normalize::encode_jpeg(&square, settings)?;
@@ -162,6 +199,10 @@ pub fn validate_original(
 ) -> Result<PreparedImage, ImageError> {
     check_size(data.len(), settings)?;
     let format = sniff(&data)?;
+    budget::check(
+        budget::cost(&data, format, settings)?,
+        settings.decode_memory_bytes,
+    )?;
     let decoded = decode::decode(&data, format, settings)?;
     let (width, height) = (decoded.source_width, decoded.source_height);
     drop(decoded);

@@ -39,6 +39,13 @@ pub struct ImageSettings {
     /// `host` or `host:port` entries that may be fetched even though they resolve to a loopback
     /// or private address (the mock server in tests and docker compose).
     pub allow_hosts: Vec<String>,
+    /// Memory all decodes of the worker may hold at once, counted from each picture's headers with the
+    /// decoder's real buffers (a progressive JPEG's coefficients, every component, whole-frame formats);
+    /// a picture needing more alone is refused, others wait for their share.
+    pub decode_memory_bytes: u64,
+    /// Deadline of one decode once its memory is granted; the job is answered `image_too_large` then.
+    #[serde(rename = "decode_timeout_ms", with = "crate::settings::millis")]
+    pub decode_timeout: Duration,
 }
 
 impl Default for ImageSettings {
@@ -55,6 +62,8 @@ impl Default for ImageSettings {
             timeout: Duration::from_secs(20),
             max_redirects: 3,
             allow_hosts: Vec::new(),
+            decode_memory_bytes: 48 * 1024 * 1024,
+            decode_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -79,6 +88,15 @@ impl ImageSettings {
         }
         if !(1..=100).contains(&self.jpeg_quality) {
             return Err(invalid("image.jpeg_quality", "must be between 1 and 100"));
+        }
+        if self.decode_memory_bytes < 4 * 1024 * 1024 {
+            return Err(invalid(
+                "image.decode_memory_bytes",
+                "must be at least 4194304 (4 MiB)",
+            ));
+        }
+        if self.decode_timeout.is_zero() {
+            return Err(invalid("image.decode_timeout_ms", "must be at least 1"));
         }
         if self.connect_timeout.is_zero() || self.timeout.is_zero() {
             return Err(invalid(

@@ -36,6 +36,7 @@ error_codes! {
     GatewayUnreachable => "gateway_unreachable",
     GatewayError => "gateway_error",
     DownloadFailed => "download_failed",
+    DownloadForbidden => "download_forbidden",
     InvalidImage => "invalid_image",
     ImageTooLarge => "image_too_large",
     ImageUrlForbidden => "image_url_forbidden",

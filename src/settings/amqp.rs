@@ -54,18 +54,27 @@ impl AmqpSettings {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
+/// Replaces the password of `scheme://user:password@host` with `***`. The URL is parsed as the broker
+/// client parses it (the `url` crate: the userinfo ends at the **last** `@`, so a password holding `@`
+/// is hidden whole); what does not parse is not shown at all, nor is a URL with an `@` after its host (a
+/// password holding an unencoded `/`, `?` or `#` ends the userinfo early and its tail would show).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Ok(mut parsed) = reqwest::Url::parse(url.trim()) else {
         return "<unparseable url>".into();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
+    let after_host = [
+        parsed.path(),
+        parsed.query().unwrap_or(""),
+        parsed.fragment().unwrap_or(""),
+    ];
+    if after_host.iter().any(|part| part.contains('@')) {
+        return "<unparseable url>".into();
     }
+    if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+        return "<unparseable url>".into();
+    }
+    parsed.set_fragment(None);
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -77,5 +86,26 @@ mod tests {
             "amqp://bob:***@rabbit:5672/%2f"
         );
         assert_eq!(super::redact_url("amqp://rabbit"), "amqp://rabbit");
+    }
+
+    #[test]
+    fn passwords_holding_delimiters_are_hidden_whole() {
+        for (url, shown) in [
+            (
+                "amqp://bob:p@ss@rabbit:5672/%2f",
+                "amqp://bob:***@rabbit:5672/%2f",
+            ),
+            ("amqp://bob:a@b@c@rabbit/", "amqp://bob:***@rabbit/"),
+            ("amqps://bob:p:ss@rabbit/v", "amqps://bob:***@rabbit/v"),
+            ("amqp://bob:p%40ss@rabbit/", "amqp://bob:***@rabbit/"),
+            ("amqp://bob:p@ss/word@rabbit/", "<unparseable url>"),
+            ("amqp://bob:p#ss@rabbit/", "<unparseable url>"),
+        ] {
+            let redacted = super::redact_url(url);
+            assert_eq!(redacted, shown, "{url}");
+            for secret in ["ss", "a@b", "word"] {
+                assert!(!redacted.contains(secret), "{url}: {redacted}");
+            }
+        }
     }
 }

@@ -150,6 +150,7 @@ impl Settings {
         self.not_on_whatsapp.validate()?;
         self.image.validate()?;
         self.log.validate()?;
+        self.admin.validate()?;
         Ok(())
     }
 }
@@ -176,6 +177,8 @@ fn builder(
             .with_list_parse_key("retry.delays_ms")
             .with_list_parse_key("image.allow_hosts")
             .with_list_parse_key("worker.reply_to_prefixes")
+            .with_list_parse_key("worker.download_hosts")
+            .with_list_parse_key("worker.download_allow_hosts")
             .source(Some(env)),
     ));
     sources

@@ -1,65 +1,73 @@
+//! Fetching the picture bytes of a `download: true` fetch from the URL the gateway answered, before it
+//! expires. The URL is the gateway's word, not ours: it goes through the guarded fetcher
+//! ([`crate::http::guarded`]) with the hosts of `worker.download_hosts` only, no loopback or private
+//! address (unless on `worker.download_allow_hosts`), every redirect checked again, no proxy, and the
+//! body capped.
+
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
+use crate::http::guarded::{self, ClientCache, FetchError, Policy};
 use crate::protocol::{ErrorCode, JobError};
+use crate::settings::WorkerSettings;
 
-/// Fetches picture bytes from the CDN URL a gateway returned, before it expires.
+/// Redirects a picture download follows, each checked again.
+const MAX_REDIRECTS: u32 = 3;
+
+/// Fetches picture bytes under the worker's download settings.
 pub(crate) struct Downloader {
-    client: reqwest::Client,
+    hosts: Vec<String>,
+    allow_private: Vec<String>,
     max_bytes: usize,
+    timeout: Duration,
+    /// One client per picture host and checked address, so CDN connections are reused.
+    clients: ClientCache,
 }
 
 impl Downloader {
-    pub fn new(max_bytes: usize, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()?;
-        Ok(Self { client, max_bytes })
+    pub fn new(settings: &WorkerSettings) -> Self {
+        Self {
+            hosts: settings.download_hosts.clone(),
+            allow_private: settings.download_allow_hosts.clone(),
+            max_bytes: settings.download_max_bytes,
+            timeout: settings.download_timeout,
+            clients: ClientCache::default(),
+        }
     }
 
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, JobError> {
+        let policy = Policy {
+            what: "picture",
+            hosts: Some(&self.hosts),
+            hosts_key: "worker.download_hosts",
+            allow_private: &self.allow_private,
+            allow_key: "worker.download_allow_hosts",
+            connect_timeout: self.timeout.min(Duration::from_secs(3)),
+            timeout: self.timeout,
+            max_redirects: MAX_REDIRECTS,
+            max_bytes: self.max_bytes,
+            accept: "image/jpeg, image/*",
+            clients: Some(&self.clients),
+        };
         let failed = |retryable: bool, message: String| {
             JobError::new(ErrorCode::DownloadFailed, message).with_retryable(retryable)
         };
-        let response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| failed(true, format!("picture download failed: {err}")))?;
-        let status = response.status();
-        if !status.is_success() {
-            // 403 is the CDN's answer for an expired `oe=`: fetching again gets a fresh URL.
-            return Err(failed(
-                status.is_server_error() || status.as_u16() == 403 || status.as_u16() == 429,
-                format!("picture download answered HTTP {status}"),
-            ));
-        }
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_bytes as u64)
-        {
-            return Err(failed(
+        guarded::get(url, &policy).await.map_err(|err| match err {
+            FetchError::Forbidden(message) => JobError::new(
+                ErrorCode::DownloadForbidden,
+                format!("picture download refused: {message}"),
+            ),
+            FetchError::TooLarge { limit, .. } => failed(
                 false,
-                format!("picture is larger than {} bytes", self.max_bytes),
-            ));
-        }
-        let mut bytes = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|err| failed(true, format!("picture download failed: {err}")))?;
-            if bytes.len() + chunk.len() > self.max_bytes {
-                return Err(failed(
-                    false,
-                    format!("picture is larger than {} bytes", self.max_bytes),
-                ));
+                format!("picture is larger than {limit} bytes (worker.download_max_bytes)"),
+            ),
+            // 403 is the CDN's answer for an expired `oe=`: fetching again gets a fresh URL.
+            FetchError::Status { status, message } => failed(
+                status.is_server_error() || status.as_u16() == 403 || status.as_u16() == 429,
+                format!("picture {message}"),
+            ),
+            FetchError::Failed { message, retryable } => {
+                failed(retryable, format!("picture download failed: {message}"))
             }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(bytes)
+        })
     }
 }

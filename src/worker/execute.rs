@@ -67,7 +67,13 @@ async fn update(services: &Services, job: &UpdateJob) -> Result<Outcome, JobErro
         .backend
         .check_device(job.device_id.as_ref())
         .await?;
-    let prepared = image::prepare(&source, job.normalize, &services.settings.image).await?;
+    let prepared = image::prepare_within(
+        &source,
+        job.normalize,
+        &services.settings.image,
+        &services.decodes,
+    )
+    .await?;
     services
         .backend
         .set_avatar(job.device_id.as_ref(), &prepared)

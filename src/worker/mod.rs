@@ -52,6 +52,8 @@ pub(crate) struct Services {
     pub lookups: LookupHealth,
     pub in_flight: Arc<Semaphore>,
     downloader: Downloader,
+    /// The decode memory every update job of this worker shares (`image.decode_memory_bytes`).
+    pub decodes: crate::image::DecodeBudget,
     pub metrics: Metrics,
     pub readiness: Readiness,
 }
@@ -100,11 +102,8 @@ impl Worker {
         settings: Settings,
         backend: Arc<dyn AvatarBackend>,
         metrics: Metrics,
-    ) -> Result<Self, reqwest::Error> {
-        let downloader = Downloader::new(
-            settings.worker.download_max_bytes,
-            settings.worker.download_timeout,
-        )?;
+    ) -> Self {
+        let downloader = Downloader::new(&settings.worker);
         let services = Services {
             names: QueueNames::new(&settings.topology),
             lane_names: LaneNames::new(&settings.topology.prefix),
@@ -116,15 +115,16 @@ impl Worker {
             ),
             in_flight: Arc::new(Semaphore::new(settings.worker.max_in_flight)),
             downloader,
+            decodes: crate::image::DecodeBudget::new(&settings.image),
             readiness: Readiness::new(&metrics).with_sessions(backend.clone()),
             metrics,
             backend,
             settings,
         };
-        Ok(Self {
+        Self {
             services: Arc::new(services),
             name: format!("avatar-worker-{}", std::process::id()),
-        })
+        }
     }
 
     /// This worker's metrics, for the admin server and tests.

@@ -97,6 +97,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.amqp.reconnect_max = Duration::from_millis(500);
     settings.topology = TopologySettings::with_prefix(&prefix);
     settings.gateway.base_url = mock.base_url();
+    // The mock serves its pictures on its own loopback address: allowed for downloads by host and port.
+    let mock_host = mock_host(&mock);
+    settings.worker.download_hosts = vec![mock_host.clone()];
+    settings.worker.download_allow_hosts = vec![mock_host];
     settings.gateway.username = Some(USER.into());
     settings.gateway.password = Some(PASSWORD.into());
     // The default deadline: tests run many at once on two cores, and the mock shares them.
@@ -165,6 +169,16 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         observed,
         used_devices: Default::default(),
     }
+}
+
+/// `host:port` of the mock's picture URLs.
+pub fn mock_host(mock: &mock_server::MockServer) -> String {
+    let url = reqwest::Url::parse(mock.public_url()).expect("the mock's URL");
+    format!(
+        "{}:{}",
+        url.host_str().expect("a host"),
+        url.port_or_known_default().expect("a port")
+    )
 }
 
 /// The mock gateway the tests use: Basic auth on, these devices logged in, and every contact with a

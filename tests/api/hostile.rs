@@ -297,3 +297,322 @@ async fn hostile_messages_get_named_errors_and_good_jobs_still_succeed() {
     );
     assert!(worker.terminate().success());
 }
+
+/// A server the worker must never reach: counts the requests it gets and answers a secret.
+struct Secret {
+    addr: std::net::SocketAddr,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const SECRET: &str = "TOP-SECRET-instance-credentials";
+
+async fn secret_server() -> Secret {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            SECRET
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Secret { addr, hits }
+}
+
+/// A server on an allowed host whose every path redirects to `to`.
+async fn redirector(to: String) -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(move || {
+        let to = to.clone();
+        async move { axum::response::Redirect::to(&to) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A gateway naming picture URLs inside the network (loopback, IPv6 loopback, a name resolving to
+/// loopback, the metadata service, a redirect to a local port, a host off the list, another scheme) gets
+/// `download_forbidden` for each, the secret server is never reached, and a good download beside them is
+/// answered.
+#[tokio::test]
+async fn picture_urls_reaching_inside_are_refused_and_good_downloads_answered() {
+    let secret = secret_server().await;
+    let port = secret.addr.port();
+    let redirect = redirector(format!("http://127.0.0.1:{port}/secret")).await;
+    let redirect_host = redirect.to_string();
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(move |s| {
+            // Hosts the gateway may name, by name only (any port), so the address guard is what refuses
+            // a loopback port; the mock and the redirector are allowed their own address and port.
+            s.worker.download_hosts.extend(
+                ["127.0.0.1", "[::1]", "localhost", "169.254.169.254"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([redirect_host.clone()]),
+            );
+            s.worker.download_allow_hosts.push(redirect_host);
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let hostile = [
+        (
+            "loopback",
+            format!("http://127.0.0.1:{port}/secret"),
+            "loopback",
+        ),
+        (
+            "ipv6-loopback",
+            format!("http://[::1]:{port}/secret"),
+            "loopback",
+        ),
+        (
+            "localhost",
+            format!("http://localhost:{port}/secret"),
+            "loopback",
+        ),
+        (
+            "metadata",
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "link-local",
+        ),
+        (
+            "redirect",
+            format!("http://{redirect}/picture.jpg"),
+            "loopback",
+        ),
+        (
+            "unlisted",
+            format!("http://127.0.0.2:{port}/secret"),
+            "worker.download_hosts",
+        ),
+        ("scheme", "file:///etc/passwd".to_string(), "scheme"),
+    ];
+    for (i, (id, url, _)) in hostile.iter().enumerate() {
+        app.put(
+            &format!("/_mock/contacts/62811000{i:05}"),
+            json!({"picture": "set", "url": url}),
+        )
+        .await;
+        app.publish_json(
+            JobKind::Fetch,
+            &json!({"job_id": id, "phone": format!("62811000{i:05}"), "download": true}),
+        )
+        .await;
+    }
+    app.put("/_mock/contacts/6281100099999", json!({"picture": "set"}))
+        .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "good", "phone": "6281100099999", "download": true}),
+    )
+    .await;
+
+    let results = app.results(hostile.len() + 1).await;
+    for result in &results {
+        let text = serde_json::to_string(result).unwrap();
+        assert!(!text.contains(SECRET), "{text}");
+        if result.job_id.as_str() == "good" {
+            assert_eq!(result.status, Status::Ok, "{:?}", result.error);
+            let image = result.image.as_ref().expect("the downloaded picture");
+            assert_eq!(image.content_type, "image/jpeg");
+            continue;
+        }
+        let (_, url, says) = hostile
+            .iter()
+            .find(|(id, ..)| *id == result.job_id.as_str())
+            .expect("a job of the test");
+        let error = result.error.as_ref().expect("an error");
+        assert_eq!(error.code, ErrorCode::DownloadForbidden, "{url}: {error:?}");
+        assert!(!error.retryable, "{url}");
+        assert!(error.message.contains(says), "{url}: {}", error.message);
+    }
+    assert_eq!(
+        secret.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the secret server was never reached"
+    );
+}
+
+/// `HTTP_PROXY` and friends in the worker's environment are not used: neither the gateway's Basic
+/// credentials nor the guarded downloads (picture, image URL) go through a proxy nobody configured, whose
+/// resolving and connecting the address guard could not see.
+#[tokio::test]
+async fn proxy_variables_in_the_environment_are_ignored() {
+    let mut app = spawn_app_with(AppOptions {
+        start_worker: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let proxy = secret_server().await;
+    let photo = encoded(400, 400, image::ImageFormat::Jpeg);
+    let images = {
+        let app = axum::Router::new().fallback(move || {
+            let photo = photo.clone();
+            async move { ([("content-type", "image/jpeg")], photo) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    };
+    app.put("/_mock/contacts/6281100088888", json!({"picture": "set"}))
+        .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "fetch", "phone": "6281100088888", "download": true}),
+    )
+    .await;
+    app.publish_json(
+        JobKind::Update,
+        &json!({"job_id": "update", "image": {"url": format!("http://{images}/photo.jpg")}}),
+    )
+    .await;
+    let via = format!("http://{}", proxy.addr);
+    let mut env: Vec<(&str, String)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|key| (key, via.clone()))
+    .collect();
+    env.push(("AVATAR_WORKER__IMAGE__ALLOW_HOSTS", images.to_string()));
+    let mut worker = WorkerProcess::start(&app, &env);
+    for result in app.results(2).await {
+        assert_eq!(
+            result.status,
+            Status::Ok,
+            "{}: {:?}",
+            result.job_id.as_str(),
+            result.error
+        );
+    }
+    assert_eq!(
+        proxy.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing went through the proxy"
+    );
+    assert!(worker.terminate().success());
+}
+
+/// A producer naming someone else's queue as `reply_to` gets `invalid_job` on the results queue; nothing
+/// is written into that queue with the worker's rights.
+#[tokio::test]
+async fn a_reply_to_outside_the_allowed_queues_is_refused() {
+    let mut app = spawn_app_with(AppOptions::default()).await;
+    let victim = format!("victim-{}", uuid::Uuid::new_v4().simple());
+    app.channel
+        .queue_declare(
+            victim.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare the victim queue");
+    let job = json!({"job_id": "foreign", "phone": "6281100077777"});
+    app.publish_raw(
+        JobKind::Fetch,
+        job.to_string().as_bytes(),
+        BasicProperties::default().with_reply_to(victim.as_str().into()),
+    )
+    .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "good", "phone": "6281100077778"}),
+    )
+    .await;
+    for result in app.results(2).await {
+        match result.job_id.as_str() {
+            "good" => assert_eq!(result.status, Status::Ok, "{:?}", result.error),
+            _ => {
+                let error = result.error.expect("an error");
+                assert_eq!(error.code, ErrorCode::InvalidJob);
+                assert!(
+                    error.message.contains("reply_to_prefixes"),
+                    "{}",
+                    error.message
+                );
+            }
+        }
+    }
+    assert_eq!(
+        app.queue_depth(&victim).await,
+        0,
+        "nothing reached {victim}"
+    );
+}
+
+/// A gateway answering without end is read up to 1 MiB: the job gets `gateway_error` at once.
+#[tokio::test]
+async fn a_gateway_answer_over_a_mebibyte_is_refused() {
+    use axum::routing::get;
+    let huge = format!(
+        r#"{{"code":"SUCCESS","message":"{}","results":{{"url":"x","id":"1","type":"image"}}}}"#,
+        "A".repeat(3 * 1024 * 1024)
+    );
+    let gateway = axum::Router::new()
+        .route(
+            "/devices",
+            get(|| async {
+                axum::Json(json!({"code": "SUCCESS", "message": "ok",
+                    "results": [{"id": "dev-a", "jid": "6281234500001@s.whatsapp.net"}]}))
+            }),
+        )
+        .route("/user/avatar", get(move || async move { huge.clone() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, gateway).await });
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(move |s| s.gateway.base_url = format!("http://{addr}")),
+        ..AppOptions::default()
+    })
+    .await;
+    app.publish_json(
+        JobKind::Fetch,
+        &json!({"job_id": "huge", "device_id": "dev-a", "phone": "6281100066666"}),
+    )
+    .await;
+    let result = app.next_result().await;
+    let error = result.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::GatewayError, "{}", error.message);
+    assert!(error.message.contains("1048576"), "{}", error.message);
+}
+
+/// An update for a device the gateway does not have costs no image work: answered `device_not_found`
+/// before its image URL is fetched (or anything decoded).
+#[tokio::test]
+async fn an_update_for_an_unknown_device_fetches_and_decodes_nothing() {
+    let images = secret_server().await;
+    let allowed = images.addr.to_string();
+    let mut app = spawn_app_with(AppOptions {
+        configure: Box::new(move |s| s.image.allow_hosts = vec![allowed]),
+        ..AppOptions::default()
+    })
+    .await;
+    app.publish_json(
+        JobKind::Update,
+        &json!({"job_id": "ghost", "device_id": "no-such-device",
+            "image": {"url": format!("http://{}/photo.jpg", images.addr)}}),
+    )
+    .await;
+    let result = app.next_result().await;
+    let error = result.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::DeviceNotFound, "{}", error.message);
+    assert_eq!(
+        images.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the image was never fetched"
+    );
+}

@@ -150,3 +150,83 @@ async fn readyz_follows_the_broker_connection() {
             .is_some_and(|o| o.readiness.check().is_err())
     );
 }
+
+/// `GET path` on a connection of its own: the status line, and how long the answer took.
+async fn raw_get(admin: std::net::SocketAddr, path: &str) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    tokio::time::timeout(crate::helpers::WAIT, stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer within the deadline")
+        .expect("read");
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    (status, started.elapsed())
+}
+
+/// Ten times more idle connections than `admin.max_connections`: the server holds at most the cap (a
+/// probe behind a full house waits for a slot), closes each idle one after `admin.idle_timeout_ms`, and a
+/// probe queued behind all of them is answered once they have timed out.
+#[tokio::test]
+async fn idle_connections_neither_exhaust_the_admin_server_nor_block_probes() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    const CAP: usize = 4;
+    const IDLE: Duration = Duration::from_millis(400);
+    let app = spawn_app_with(AppOptions {
+        configure: Box::new(|s| {
+            s.admin.max_connections = CAP;
+            s.admin.idle_timeout = IDLE;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    app.readyz_becomes(200).await;
+    let admin = app.observed.as_ref().expect("a started worker").admin;
+
+    // A full house of idle connections: a probe waits for one of them to time out.
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        idle.push(
+            tokio::net::TcpStream::connect(admin)
+                .await
+                .expect("connect"),
+        );
+    }
+    let (status, took) = raw_get(admin, "/readyz").await;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        took >= IDLE / 2,
+        "the cap holds: the probe waited for a slot ({took:?})"
+    );
+
+    // Ten times the cap, then a probe behind them: answered once they have timed out, ten rounds at most.
+    for _ in 0..10 * CAP {
+        idle.push(
+            tokio::net::TcpStream::connect(admin)
+                .await
+                .expect("connect"),
+        );
+    }
+    let (status, took) = raw_get(admin, "/readyz").await;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(took < IDLE * 11 + Duration::from_secs(3), "{took:?}");
+    eprintln!(
+        "a probe behind {} idle connections (cap {CAP}, idle timeout {IDLE:?}) answered in {took:?}",
+        10 * CAP
+    );
+
+    // Every idle connection was closed by the server.
+    for mut stream in idle {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(crate::helpers::WAIT, stream.read(&mut buf))
+            .await
+            .expect("the server closes an idle connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+}

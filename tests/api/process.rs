@@ -63,6 +63,14 @@ impl WorkerProcess {
                 s.worker.max_job_bytes.to_string(),
             ),
             ("AVATAR_WORKER__LANES__GROUPS", s.lanes.groups.to_string()),
+            (
+                "AVATAR_WORKER__WORKER__DOWNLOAD_HOSTS",
+                s.worker.download_hosts.join(","),
+            ),
+            (
+                "AVATAR_WORKER__WORKER__DOWNLOAD_ALLOW_HOSTS",
+                s.worker.download_allow_hosts.join(","),
+            ),
             ("AVATAR_WORKER__LOG__LEVEL", "warn".into()),
             // Several workers run at once in the tests: let each pick a free admin port.
             ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".into()),

@@ -126,9 +126,15 @@ async fn two_thousand_contacts_match_the_world_and_a_rerun_changes_nothing() {
     .await
     .expect("mock");
     let world_url = world.base_url();
+    // Pictures are downloaded from this mock's CDN, not the harness's.
+    let world_host = crate::helpers::mock_host(&world);
     let app = spawn_app_with(AppOptions {
         devices,
-        configure: Box::new(move |settings| settings.gateway.base_url = world_url),
+        configure: Box::new(move |settings| {
+            settings.gateway.base_url = world_url;
+            settings.worker.download_hosts = vec![world_host.clone()];
+            settings.worker.download_allow_hosts = vec![world_host];
+        }),
         ..AppOptions::default()
     })
     .await;

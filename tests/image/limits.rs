@@ -88,3 +88,71 @@ fn truncated_files_are_refused() {
         }
     }
 }
+
+/// A JPEG's frame header and scans, without pixels: what the decode budget judges.
+fn jpeg_headers(width: u16, height: u16, progressive: bool, sampling: u8, scans: usize) -> Vec<u8> {
+    let mut data = vec![0xFF, 0xD8];
+    data.extend_from_slice(&[0xFF, if progressive { 0xC2 } else { 0xC0 }, 0, 17, 8]);
+    data.extend_from_slice(&height.to_be_bytes());
+    data.extend_from_slice(&width.to_be_bytes());
+    data.extend_from_slice(&[3, 1, sampling, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    for _ in 0..scans {
+        data.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0, 0x12, 0x34]);
+    }
+    data.extend_from_slice(&[0xFF, 0xD9]);
+    data
+}
+
+#[test]
+fn progressive_jpegs_are_judged_by_their_coefficients_and_scans() {
+    // 7000×7000 progressive: about 150 MiB of coefficients at 4:2:0, 290 MiB at 4:4:4, though its pixel
+    // count is within image.max_pixels.
+    for sampling in [0x22, 0x11] {
+        let message = too_large(normalize_bytes(
+            &jpeg_headers(7000, 7000, true, sampling, 1),
+            &settings(),
+        ));
+        assert!(message.contains("image.decode_memory_bytes"), "{message}");
+    }
+    // The same size, baseline, is decoded at 1/8 scale and fits: refused only later, as pixel-less.
+    let baseline = normalize_bytes(&jpeg_headers(7000, 7000, false, 0x22, 1), &settings());
+    assert!(
+        !matches!(
+            &baseline,
+            Err(avatar_worker::image::ImageError::TooLarge(_))
+        ),
+        "{:?}",
+        baseline.map(|p| p.width)
+    );
+    let message = too_large(normalize_bytes(
+        &jpeg_headers(1000, 1000, true, 0x22, 101),
+        &settings(),
+    ));
+    assert!(message.contains("100 scans"), "{message}");
+}
+
+#[tokio::test]
+async fn a_decode_past_its_deadline_is_answered_too_large() {
+    use avatar_worker::image::{ImageSource, prepare};
+    use base64::Engine;
+    let data = encode(
+        &DynamicImage::ImageRgb8(gradient(1500, 1500)),
+        ImageFormat::Png,
+    );
+    let source = ImageSource::Base64(base64::engine::general_purpose::STANDARD.encode(&data));
+    let hurried = ImageSettings {
+        decode_timeout: Duration::from_millis(1),
+        max_bytes: 64 * 1024 * 1024,
+        ..settings()
+    };
+    let message = too_large(prepare(&source, true, &hurried).await);
+    assert!(message.contains("image.decode_timeout_ms"), "{message}");
+    // Unoptimised test builds decode slowly: the relaxed deadline leaves room for that.
+    let relaxed = ImageSettings {
+        max_bytes: 64 * 1024 * 1024,
+        decode_timeout: Duration::from_secs(120),
+        ..settings()
+    };
+    let prepared = prepare(&source, true, &relaxed).await;
+    assert!(prepared.is_ok(), "{:?}", prepared.map(|p| p.width));
+}

@@ -268,3 +268,21 @@ async fn slow_servers_time_out_and_statuses_are_classified() {
     );
     assert!(retryable && message.contains("503"), "{message}");
 }
+
+#[tokio::test]
+async fn failures_show_no_query_string() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let allowed = ImageSettings {
+        allow_hosts: vec![addr.to_string()],
+        ..settings()
+    };
+    let url = format!("http://{addr}/bucket/a.jpg?X-Amz-Signature=deadbeef&X-Amz-Credential=AKIA1");
+    let (message, retryable) = fetch_failed(prepare(&ImageSource::Url(url), true, &allowed).await);
+    assert!(retryable, "{message}");
+    assert!(message.contains("/bucket/a.jpg"), "{message}");
+    for secret in ["deadbeef", "AKIA1", "X-Amz"] {
+        assert!(!message.contains(secret), "{secret}: {message}");
+    }
+}

@@ -73,8 +73,16 @@ impl GatewayBackend {
             .connect_timeout(settings.connect_timeout)
             .pool_max_idle_per_host(64)
             .redirect(reqwest::redirect::Policy::none())
+            // HTTP(S)_PROXY in the environment would send the Basic credentials through a host nobody
+            // configured for this.
+            .no_proxy()
             .build()
-            .map_err(|err| JobError::new(ErrorCode::Internal, format!("http client: {err}")))?;
+            .map_err(|err| {
+                JobError::new(
+                    ErrorCode::Internal,
+                    format!("http client: {}", crate::http::error_text(&err)),
+                )
+            })?;
         let fallback = Target::new(&settings.fallback())?;
         let routed = settings
             .routed()
@@ -194,16 +202,18 @@ impl GatewayBackend {
 }
 
 fn transport_error(err: reqwest::Error) -> JobError {
-    // reqwest's Display includes the URL, never the Authorization header.
+    // reqwest's Display includes the whole URL (the phone is in its query), never the Authorization
+    // header: the URL is shown without query, fragment or credentials.
+    let text = crate::http::error_text(&err);
     if err.is_timeout() {
         JobError::new(
             ErrorCode::Timeout,
-            format!("gateway did not answer in time: {err}"),
+            format!("gateway did not answer in time: {text}"),
         )
     } else {
         JobError::new(
             ErrorCode::GatewayUnreachable,
-            format!("gateway unreachable: {err}"),
+            format!("gateway unreachable: {text}"),
         )
     }
 }
@@ -286,5 +296,41 @@ impl AvatarBackend for GatewayBackend {
                 tracing::warn!(gateway = %target.base_url, "the gateway does not answer GET /devices yet");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Phone;
+
+    /// A gateway that cannot be reached: the error names it, but neither the phone (in the query) nor
+    /// credentials in its URL.
+    #[tokio::test]
+    async fn transport_errors_show_no_query_or_credentials() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let settings = GatewaySettings {
+            base_url: format!("http://admin:hunter2@127.0.0.1:{port}"),
+            ..GatewaySettings::default()
+        };
+        let backend = GatewayBackend::new(&settings).unwrap();
+        let request = AvatarRequest {
+            target: Phone::parse("6281234567890").unwrap(),
+            preview: false,
+            community: false,
+        };
+        let err = backend.get_avatar(None, &request).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::GatewayUnreachable, "{err:?}");
+        for secret in ["6281234567890", "phone=", "hunter2"] {
+            assert!(!err.message.contains(secret), "{secret}: {}", err.message);
+        }
+        assert!(
+            err.message
+                .contains(&format!("127.0.0.1:{port}/user/avatar")),
+            "{}",
+            err.message
+        );
     }
 }

@@ -78,7 +78,7 @@ pub fn decode(data: &[u8], settings: &ImageSettings) -> Result<Decoded, ImageErr
 }
 
 /// Largest DCT scale divisor (1, 2, 4 or 8) that keeps the short side at `target` or more.
-fn scale_divisor(short: u32, target: u32) -> u32 {
+pub(in crate::image) fn scale_divisor(short: u32, target: u32) -> u32 {
     [8, 4, 2]
         .into_iter()
         .find(|&d| short.div_ceil(d) >= target)

@@ -8,6 +8,8 @@ mod jpeg;
 mod png;
 mod webp;
 
+pub(super) use jpeg::scale_divisor;
+
 use super::sniff::Format;
 use super::{ImageError, ImageSettings};
 
