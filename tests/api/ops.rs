@@ -190,14 +190,7 @@ async fn idle_connections_neither_exhaust_the_admin_server_nor_block_probes() {
     let admin = app.observed.as_ref().expect("a started worker").admin;
 
     // A full house of idle connections: a probe waits for one of them to time out.
-    let mut idle = Vec::new();
-    for _ in 0..CAP {
-        idle.push(
-            tokio::net::TcpStream::connect(admin)
-                .await
-                .expect("connect"),
-        );
-    }
+    let mut idle = open_idle(admin, CAP).await;
     let (status, took) = raw_get(admin, "/readyz").await;
     assert!(status.contains(" 200 "), "{status}");
     assert!(
@@ -206,13 +199,7 @@ async fn idle_connections_neither_exhaust_the_admin_server_nor_block_probes() {
     );
 
     // Ten times the cap, then a probe behind them: answered once they have timed out, ten rounds at most.
-    for _ in 0..10 * CAP {
-        idle.push(
-            tokio::net::TcpStream::connect(admin)
-                .await
-                .expect("connect"),
-        );
-    }
+    idle.extend(open_idle(admin, 10 * CAP).await);
     let (status, took) = raw_get(admin, "/readyz").await;
     assert!(status.contains(" 200 "), "{status}");
     assert!(took < IDLE * 11 + Duration::from_secs(3), "{took:?}");
@@ -229,4 +216,13 @@ async fn idle_connections_neither_exhaust_the_admin_server_nor_block_probes() {
             .expect("the server closes an idle connection");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
+}
+
+/// `n` connections to `addr` that send nothing.
+async fn open_idle(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut idle = Vec::with_capacity(n);
+    for _ in 0..n {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    idle
 }

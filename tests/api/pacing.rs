@@ -6,11 +6,32 @@ use lapin::BasicProperties;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use avatar_worker::settings::Limit;
+
 use crate::helpers::{
-    AppOptions, answers, busiest_window, fetches, limit, paced, spawn_app_with, start_worker,
+    AppOptions, TestApp, answers, busiest_window, fetches, limit, paced, spawn_app_with,
+    start_worker,
 };
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// An app whose worker is not started yet, with `jobs` fetches queued for each of `devices`, paced at `limit`.
+async fn backlogged(devices: &[String], limit: Limit, jobs: usize) -> TestApp {
+    let app = spawn_app_with(AppOptions {
+        devices: devices.to_vec(),
+        configure: paced(limit),
+        start_worker: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let queued: Vec<Value> = devices
+        .iter()
+        .flat_map(|d| fetches(&format!("{d}-"), d, jobs))
+        .collect();
+    app.publish_all(JobKind::Fetch, &queued, BasicProperties::default())
+        .await;
+    app
+}
 
 /// A hundred devices, each with a backlog, on one replica: each keeps its own pace, none waits for another
 /// (`bench` runs the same with 1,000 devices and reports memory; docs/scaling.md).
@@ -21,19 +42,7 @@ async fn many_devices_each_keep_their_own_pace_on_one_replica() {
     const JOBS: usize = 8;
     let rate = 2.0;
     let devices: Vec<String> = (0..DEVICES).map(|d| format!("many-{d}")).collect();
-    let mut app = spawn_app_with(AppOptions {
-        devices: devices.clone(),
-        configure: paced(limit(rate, 1, 2)),
-        start_worker: false,
-        ..AppOptions::default()
-    })
-    .await;
-    let jobs: Vec<Value> = devices
-        .iter()
-        .flat_map(|d| fetches(&format!("{d}-"), d, JOBS))
-        .collect();
-    app.publish_all(JobKind::Fetch, &jobs, BasicProperties::default())
-        .await;
+    let mut app = backlogged(&devices, limit(rate, 1, 2), JOBS).await;
     app.start_worker().await;
     answers(&mut app, DEVICES * JOBS).await;
     let starts = app.gateway_starts().await;
@@ -70,19 +79,7 @@ async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
     let (rate, burst) = (10.0, 3);
     for replicas in 1..=3 {
         let devices: Vec<String> = (0..DEVICES).map(|d| format!("dev-{d}")).collect();
-        let mut app = spawn_app_with(AppOptions {
-            devices: devices.clone(),
-            configure: paced(limit(rate, burst, 2)),
-            start_worker: false,
-            ..AppOptions::default()
-        })
-        .await;
-        let jobs: Vec<Value> = devices
-            .iter()
-            .flat_map(|d| fetches(&format!("{d}-"), d, JOBS))
-            .collect();
-        app.publish_all(JobKind::Fetch, &jobs, BasicProperties::default())
-            .await;
+        let mut app = backlogged(&devices, limit(rate, burst, 2), JOBS).await;
         let mut workers = Vec::new();
         for _ in 0..replicas {
             workers.push(start_worker(&app.settings, &app.shutdown_handle()).await);
