@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use avatar_worker::broker::{self, QueueNames, RetryPolicy};
 use avatar_worker::client::Client;
+use avatar_worker::lanes;
+use avatar_worker::lanes::names::LaneNames;
 use avatar_worker::protocol::{FetchJob, Status};
 use avatar_worker::settings::Settings;
 use clap::Parser;
@@ -330,17 +332,33 @@ async fn the_compose_stack_runs_natively_with_the_same_environment() {
     assert!(metrics.contains("avatar_worker_gateway_requests_total{op=\"get\",code=\"200\"} 1"));
 
     let _ = worker.kill().await;
-    delete_queues(&broker, &QueueNames::with_prefix(&prefix)).await;
+    delete_queues(&broker, &prefix).await;
 }
 
-async fn delete_queues(url: &str, names: &QueueNames) {
+async fn delete_queues(url: &str, prefix: &str) {
+    let names = &QueueNames::with_prefix(prefix);
     let Ok(connection) = lapin::Connection::connect(url, Default::default()).await else {
         return;
     };
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    let queues = broker::all_queues(names, &RetryPolicy::new(&Settings::default().retry));
+    // The lanes first, read from the claims on a channel of their own (a missing claim closes it).
+    let mut queues = match connection.create_channel().await {
+        Ok(claims) => lanes::queues(
+            &claims,
+            &LaneNames::new(prefix),
+            Settings::default().lanes.groups,
+            &[],
+        )
+        .await
+        .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    queues.extend(broker::all_queues(
+        names,
+        &RetryPolicy::new(&Settings::default().retry),
+    ));
     for queue in queues {
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

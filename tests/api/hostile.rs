@@ -552,6 +552,10 @@ async fn a_reply_to_outside_the_allowed_queues_is_refused() {
         0,
         "nothing reached {victim}"
     );
+    app.channel
+        .queue_delete(victim.as_str().into(), Default::default())
+        .await
+        .expect("delete the victim queue");
 }
 
 /// A gateway answering without end is read up to 1 MiB: the job gets `gateway_error` at once.
