@@ -16,15 +16,13 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tokio::sync::mpsc;
 
-use super::LaneKey;
 use super::names::Group;
+use super::{LaneKey, ack, requeue};
 use crate::broker::{Publisher, Watch, header_str, headers::put_str};
 use crate::devices::Start;
 use crate::protocol::{DeviceId, JobKind};
@@ -338,18 +336,6 @@ fn lane_of(table: Option<&FieldTable>) -> Option<LaneKey> {
         None => None,
     };
     Some(LaneKey { device, kind })
-}
-
-async fn ack(delivery: &Delivery) {
-    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-}
-
-async fn requeue(delivery: &Delivery) {
-    let options = BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
-    };
-    let _ = delivery.acker.nack(options).await;
 }
 
 /// The lanes a claim records, read without taking anything: each message is fetched and then returned

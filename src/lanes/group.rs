@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, QueueDeleteOptions};
+use lapin::options::{BasicCancelOptions, QueueDeleteOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::claims::{ClaimCommand, ClaimId};
 use super::lane::{self, LaneState};
 use super::names::{Group, LaneKind};
-use super::{LaneKey, Routing, SessionCtx};
+use super::{LaneKey, Routing, SessionCtx, ack, requeue};
 use crate::devices::{Start, now_ms};
 use crate::settings::QueueType;
 
@@ -275,16 +275,4 @@ impl GroupOwner {
             let _ = tokio::time::timeout_at(deadline, running.state.settled()).await;
         }
     }
-}
-
-async fn ack(delivery: &Delivery) {
-    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-}
-
-async fn requeue(delivery: &Delivery) {
-    let options = BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
-    };
-    let _ = delivery.acker.nack(options).await;
 }

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicNackOptions};
+use lapin::options::BasicCancelOptions;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::names::LaneKind;
-use super::{LaneKey, SessionCtx};
+use super::{LaneKey, SessionCtx, requeue};
 use crate::devices::{Pacer, Start, now_ms};
 use crate::worker::delivery::{self, Feedback, Ready};
 
@@ -210,7 +210,7 @@ pub async fn run(
         state.paused.store(pause.is_some(), Ordering::Release);
         unsubscribe(&ctx, &tags).await;
         for ready in waiting.drain() {
-            give_back(&ready.delivery).await;
+            requeue(&ready.delivery).await;
             state.done();
         }
         match pause {
@@ -301,12 +301,4 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
         }
     }
     Guard(Some(f))
-}
-
-async fn give_back(delivery: &Delivery) {
-    let options = BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
-    };
-    let _ = delivery.acker.nack(options).await;
 }

@@ -107,3 +107,21 @@ pub async fn queues(
     }
     Ok(out)
 }
+
+/// Settles a message the lanes hold (a job moved on, a marker no longer needed); a failure means the
+/// channel is gone, and the broker then returns the message to its queue anyway.
+async fn ack(delivery: &lapin::message::Delivery) {
+    let _ = delivery
+        .acker
+        .ack(lapin::options::BasicAckOptions::default())
+        .await;
+}
+
+/// Returns a held message to its queue (for a classic queue, to where it was).
+async fn requeue(delivery: &lapin::message::Delivery) {
+    let options = lapin::options::BasicNackOptions {
+        requeue: true,
+        ..lapin::options::BasicNackOptions::default()
+    };
+    let _ = delivery.acker.nack(options).await;
+}

@@ -288,14 +288,15 @@ impl TestApp {
     pub async fn publish_all(&self, kind: JobKind, jobs: &[Value], properties: BasicProperties) {
         let mut confirms = Vec::with_capacity(jobs.len());
         for job in jobs {
-            self.note_device(job.to_string().as_bytes());
+            let body = job.to_string();
+            self.note_device(body.as_bytes());
             let confirm = self
                 .channel
                 .basic_publish(
                     "".into(),
                     self.queue(kind).into(),
                     Default::default(),
-                    job.to_string().as_bytes(),
+                    body.as_bytes(),
                     properties.clone().with_delivery_mode(2),
                 )
                 .await
