@@ -81,6 +81,25 @@ fn published(service: &Value) -> Vec<u16> {
         .unwrap_or_default()
 }
 
+/// Every published port's host side is `${VARIABLE:-port}`, so a host that already runs RabbitMQ (or
+/// anything on these ports) can move them.
+fn host_ports_are_overridable(service: &Value) {
+    for port in service["ports"].as_sequence().into_iter().flatten() {
+        let port = port.as_str().expect("ports as strings");
+        let (host, container) = port.rsplit_once(':').expect("host:container");
+        let default = host
+            .strip_prefix("${")
+            .and_then(|rest| rest.strip_suffix('}'))
+            .and_then(|rest| rest.split_once(":-"))
+            .map(|(_, default)| default);
+        assert_eq!(
+            default,
+            Some(container),
+            "{port}: host port is not ${{VAR:-{container}}}"
+        );
+    }
+}
+
 /// `host` and `port` of `scheme://[userinfo@]host:port[/path]`.
 fn host_port(url: &str) -> (String, u16) {
     let rest = url.split_once("://").expect("a URL").1;
@@ -132,7 +151,8 @@ fn ports_healthchecks_and_dependencies_agree() {
             .unwrap()
             .starts_with("rabbitmq:3-management")
     );
-    assert!(healthcheck(rabbitmq).contains("rabbitmq-diagnostics -q ping"));
+    // `ping` passes before AMQP listens; the worker's first connection must not be refused.
+    assert!(healthcheck(rabbitmq).contains("rabbitmq-diagnostics -q check_port_connectivity"));
 
     let mock_env = environment(mock);
     let mock_port: u16 = mock_env["APP_PORT"].parse().expect("APP_PORT is a port");
@@ -176,6 +196,10 @@ fn ports_healthchecks_and_dependencies_agree() {
         .map(secrecy::ExposeSecret::expose_secret);
     assert_eq!(password, Some(mock_password));
 
+    for published in [rabbitmq, mock, worker] {
+        host_ports_are_overridable(published);
+    }
+
     let e2e = service(&compose, "e2e");
     assert_eq!(e2e["profiles"][0].as_str(), Some("e2e"));
     let command: Vec<&str> = e2e["command"]
@@ -196,12 +220,30 @@ fn ports_healthchecks_and_dependencies_agree() {
             .windows(2)
             .any(|w| w == ["--device", device.as_str()])
     );
+    let volumes: Vec<&str> = e2e["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(volumes.contains(&"./examples:/examples:ro"));
+    // The results file outlives `run --rm`: it is written to a mounted folder that exists in the checkout.
+    let output = command
+        .windows(2)
+        .find(|w| w[0] == "--output")
+        .map(|w| w[1])
+        .expect("the e2e sync writes a results file");
+    let mounted = volumes.iter().find_map(|v| {
+        let (host, container) = v.split_once(':')?;
+        let inside = output.strip_prefix(container)?.strip_prefix('/')?;
+        Some((host, inside))
+    });
+    let (host_dir, _) = mounted.unwrap_or_else(|| panic!("{output} is not in a mounted folder"));
     assert!(
-        e2e["volumes"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .any(|v| v.as_str() == Some("./examples:/examples"))
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(host_dir)
+            .is_dir(),
+        "{host_dir} exists in the checkout, so Docker does not create it owned by root"
     );
     let e2e_settings = worker_settings(&environment(e2e));
     assert_eq!(e2e_settings.topology.prefix, settings.topology.prefix);

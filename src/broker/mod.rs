@@ -4,6 +4,7 @@
 mod backoff;
 mod connection;
 mod dead_letter;
+mod failure;
 pub mod headers;
 mod names;
 pub mod properties;
@@ -15,6 +16,8 @@ mod watch;
 pub use backoff::Backoff;
 pub use connection::connect;
 pub use dead_letter::{DeadLetter, DeadReason};
+pub use failure::ConnectionLost;
+pub(crate) use failure::warn_unless_connection_lost;
 pub use headers::JobHeaders;
 pub use headers::header_str;
 pub use names::QueueNames;

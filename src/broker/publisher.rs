@@ -5,6 +5,7 @@ use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation};
 
 use super::Watch;
+use super::failure::ConnectionLost;
 
 /// Why a publish did not land.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,12 @@ pub enum PublishError {
     Nacked,
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
+}
+
+impl ConnectionLost for PublishError {
+    fn connection_lost(&self) -> bool {
+        matches!(self, Self::Amqp(err) if err.connection_lost())
+    }
 }
 
 /// A confirm-mode channel. Every publish is persistent and mandatory, and is done only once the broker has

@@ -4,17 +4,22 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
-/// lapin logs every message the broker returns (a mandatory publish nobody could take, such as a result
-/// for a reply queue that is gone) at WARN, body and all as a decimal byte array: one entry of many lines
-/// per job. The worker says it once itself, with the job_id, so lapin's is kept for errors.
-const QUIET_RETURNS: &str = "lapin::returned_messages=error";
+/// lapin's lines the worker says better itself, left out unless `log.level` names lapin:
+/// - every message the broker returns (a mandatory publish nobody could take, such as a result for a reply
+///   queue that is gone) at WARN, body and all as a decimal byte array, one entry of many lines per job;
+///   the worker logs it once, with the job_id;
+/// - a lost connection, at ERROR from its I/O loop and again from its channel registry, before the worker's
+///   own WARN that names the cause and says it reconnects: an ordinary broker restart would read as three
+///   errors.
+const LAPIN_SAID_BY_THE_WORKER: &str =
+    "lapin::returned_messages=error,lapin::io_loop=off,lapin::channels=off";
 
-/// `log.level` with lapin's returned-message dump left out, unless the level says something of lapin.
+/// `log.level` with lapin's duplicates left out, unless the level says something of lapin.
 pub(crate) fn filter_directives(level: &str) -> String {
     if level.contains("lapin") {
         level.to_string()
     } else {
-        format!("{level},{QUIET_RETURNS}")
+        format!("{level},{LAPIN_SAID_BY_THE_WORKER}")
     }
 }
 
@@ -59,7 +64,7 @@ mod tests {
     fn returned_messages_are_quiet_unless_lapin_is_asked_for() {
         assert_eq!(
             filter_directives("info"),
-            "info,lapin::returned_messages=error"
+            "info,lapin::returned_messages=error,lapin::io_loop=off,lapin::channels=off"
         );
         assert_eq!(filter_directives("lapin=debug"), "lapin=debug");
         assert!(EnvFilter::try_new(filter_directives("avatar_worker=debug,warn")).is_ok());

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::names::Group;
 use super::{LaneKey, ack, requeue};
-use crate::broker::{Publisher, Watch, header_str, headers::put_str};
+use crate::broker::{Publisher, Watch, header_str, headers::put_str, warn_unless_connection_lost};
 use crate::devices::Start;
 use crate::protocol::{DeviceId, JobKind};
 
@@ -318,7 +318,7 @@ impl Claims {
         {
             Ok(()) => true,
             Err(err) => {
-                tracing::warn!(%err, ?claim, "cannot put a message into a claim");
+                warn_unless_connection_lost!(err, ?claim, "cannot put a message into a claim");
                 false
             }
         }

@@ -18,6 +18,7 @@ use super::claims::{ClaimCommand, ClaimId};
 use super::lane::{self, LaneState};
 use super::names::{Group, LaneKind};
 use super::{LaneKey, Routing, SessionCtx, ack, requeue};
+use crate::broker::warn_unless_connection_lost;
 use crate::devices::{Start, now_ms};
 use crate::settings::QueueType;
 
@@ -146,7 +147,10 @@ impl GroupOwner {
             match confirmed {
                 Ok(()) => ack(&delivery).await,
                 Err(err) => {
-                    tracing::warn!(%err, "a hop to a lane was not confirmed; the job goes back to the inbox");
+                    warn_unless_connection_lost!(
+                        err,
+                        "a hop to a lane was not confirmed; the job goes back to the inbox"
+                    );
                     requeue(&delivery).await;
                 }
             }

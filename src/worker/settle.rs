@@ -10,7 +10,9 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use super::decide::{Answer, Decision, Park};
 use super::delivery::JobCtx;
 use crate::broker::headers::{self, JobHeaders};
-use crate::broker::{DeadLetter, DeadReason, PublishError, properties};
+use crate::broker::{
+    DeadLetter, DeadReason, PublishError, properties, warn_unless_connection_lost,
+};
 use crate::protocol::{ErrorCode, JobKind, JobResult};
 
 /// One delivery, and what settling it needs.
@@ -179,11 +181,14 @@ impl Settle<'_> {
             Ok(()) => {
                 if let Err(err) = self.delivery.acker.ack(BasicAckOptions::default()).await {
                     // The channel is gone: the broker redelivers, and the job may be answered twice.
-                    tracing::warn!(%err, "ack failed after the broker confirmed");
+                    warn_unless_connection_lost!(err, "ack failed after the broker confirmed");
                 }
             }
             Err(err) => {
-                tracing::warn!(%err, "the broker did not confirm; returning the job to its queue");
+                warn_unless_connection_lost!(
+                    err,
+                    "the broker did not confirm; returning the job to its queue"
+                );
                 self.requeue().await;
             }
         }
@@ -195,7 +200,10 @@ impl Settle<'_> {
             ..BasicNackOptions::default()
         };
         if let Err(err) = self.delivery.acker.nack(options).await {
-            tracing::warn!(%err, "nack failed; the broker requeues the job when the channel closes");
+            warn_unless_connection_lost!(
+                err,
+                "nack failed; the broker requeues the job when the channel closes"
+            );
         }
     }
 }

@@ -7,6 +7,7 @@ mod fetch;
 mod helpers;
 mod hostile;
 mod lanes;
+mod logs;
 mod malformed;
 #[cfg(feature = "native")]
 mod native;

@@ -2,8 +2,12 @@
 //! through environment variables only.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::TestApp;
 
@@ -130,5 +134,105 @@ impl Drop for WorkerProcess {
         if self.is_running() {
             self.kill_hard();
         }
+    }
+}
+
+/// `avatar-worker run` with exactly `env`, its stderr collected line by line.
+pub struct LoggedWorker {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl LoggedWorker {
+    /// The variables that run a worker for `app` with JSON logs at `level` and a free admin port.
+    pub fn env(
+        app: &TestApp,
+        amqp_url: String,
+        gateway_password: &str,
+        level: &str,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("AVATAR_WORKER__AMQP__URL", amqp_url),
+            ("AVATAR_WORKER__GATEWAY__BASE_URL", app.mock.base_url()),
+            (
+                "AVATAR_WORKER__GATEWAY__USERNAME",
+                crate::helpers::USER.to_string(),
+            ),
+            (
+                "AVATAR_WORKER__GATEWAY__PASSWORD",
+                gateway_password.to_string(),
+            ),
+            (
+                "AVATAR_WORKER__TOPOLOGY__PREFIX",
+                app.settings.topology.prefix.clone(),
+            ),
+            ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".to_string()),
+            // The test's cleanup knows its own number of groups.
+            (
+                "AVATAR_WORKER__LANES__GROUPS",
+                app.settings.lanes.groups.to_string(),
+            ),
+            ("AVATAR_WORKER__LOG__FORMAT", "json".to_string()),
+            ("AVATAR_WORKER__LOG__LEVEL", level.to_string()),
+            ("AVATAR_WORKER__AMQP__RECONNECT_MAX_MS", "300".to_string()),
+        ]
+    }
+
+    pub fn start(env: &[(&str, String)], config: Option<&std::path::Path>) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_avatar-worker"));
+        command
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command.arg("run").spawn().expect("worker binary starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub async fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?} in:\n{}",
+                self.log().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The admin server's address, from its start-up log line.
+    pub async fn admin(&self) -> String {
+        let line = self.wait_for("admin server listening").await;
+        let value: Value = serde_json::from_str(&line).expect("JSON log line");
+        value["addr"].as_str().expect("addr field").to_string()
+    }
+
+    pub async fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill().await;
+        // Let the reader task take the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.log()
     }
 }

@@ -2,87 +2,16 @@
 //! letter, probe answer or metric. The worker runs as its own process (the real binary, JSON logs) so
 //! everything it writes to stderr is searched.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use avatar_worker::protocol::{ErrorCode, JobKind};
 use base64::Engine;
 use lapin::BasicProperties;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::helpers::{AppOptions, USER, spawn_app_with};
+use crate::process::LoggedWorker;
 
 const AMQP_SECRET: &str = "amqp-secret-7Qx2vL";
 const GATEWAY_SECRET: &str = "gateway-secret-Zt9wKp";
-
-/// `avatar-worker run` with exactly `env`, its stderr collected line by line.
-struct WorkerProcess {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl WorkerProcess {
-    fn start(env: &[(&str, String)], config: Option<&std::path::Path>) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_avatar-worker"));
-        command
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
-        let mut child = command.arg("run").spawn().expect("worker binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits for a log line containing `needle`.
-    async fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?} in:\n{}",
-                self.log().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The admin server's address, from its start-up log line.
-    async fn admin(&self) -> String {
-        let line = self.wait_for("admin server listening").await;
-        let value: Value = serde_json::from_str(&line).expect("JSON log line");
-        value["addr"].as_str().expect("addr field").to_string()
-    }
-
-    async fn stop(mut self) -> Vec<String> {
-        let _ = self.child.kill().await;
-        // Let the reader task take the last lines.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.log()
-    }
-}
 
 fn assert_clean(what: &str, text: &str) {
     let authorization =
@@ -100,34 +29,11 @@ async fn passwords_never_reach_logs_results_dead_letters_or_probes() {
     })
     .await;
     let http = reqwest::Client::new();
-    let common = |amqp_url: String| {
-        vec![
-            ("AVATAR_WORKER__AMQP__URL", amqp_url),
-            ("AVATAR_WORKER__GATEWAY__BASE_URL", app.mock.base_url()),
-            ("AVATAR_WORKER__GATEWAY__USERNAME", USER.to_string()),
-            (
-                "AVATAR_WORKER__GATEWAY__PASSWORD",
-                GATEWAY_SECRET.to_string(),
-            ),
-            (
-                "AVATAR_WORKER__TOPOLOGY__PREFIX",
-                app.settings.topology.prefix.clone(),
-            ),
-            ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".to_string()),
-            // The test's cleanup knows its own number of groups.
-            (
-                "AVATAR_WORKER__LANES__GROUPS",
-                app.settings.lanes.groups.to_string(),
-            ),
-            ("AVATAR_WORKER__LOG__FORMAT", "json".to_string()),
-            ("AVATAR_WORKER__LOG__LEVEL", "debug".to_string()),
-            ("AVATAR_WORKER__AMQP__RECONNECT_MAX_MS", "300".to_string()),
-        ]
-    };
+    let common = |amqp_url: String| LoggedWorker::env(&app, amqp_url, GATEWAY_SECRET, "debug");
 
     // 1. A broker that refuses the password: the failures are logged and shown by /readyz.
     let (_, host) = crate::proxy::authority(&app.amqp_url);
-    let refused = WorkerProcess::start(
+    let refused = LoggedWorker::start(
         &common(format!("amqp://guest:{AMQP_SECRET}@{host}/%2f")),
         None,
     );
@@ -161,7 +67,7 @@ async fn passwords_never_reach_logs_results_dead_letters_or_probes() {
         "[retry]\nmax_attempts = 1\ndelays_ms = [100, 200, 400]\n[pacing]\nenabled = false\n",
     )
     .unwrap();
-    let worker = WorkerProcess::start(&common(app.amqp_url.clone()), Some(&config));
+    let worker = LoggedWorker::start(&common(app.amqp_url.clone()), Some(&config));
     worker.wait_for("consuming").await;
     worker.wait_for("refuses the configured credentials").await;
     app.publish_json(
