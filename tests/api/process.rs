@@ -19,12 +19,6 @@ impl WorkerProcess {
     /// Starts `avatar-worker run` with the app's settings; `extra` overrides or adds variables.
     pub fn start(app: &TestApp, extra: &[(&str, String)]) -> Self {
         let s = &app.settings;
-        let delays: Vec<String> = s
-            .retry
-            .delays
-            .iter()
-            .map(|d| d.as_millis().to_string())
-            .collect();
         let mut env: Vec<(&str, String)> = vec![
             (
                 "AVATAR_WORKER__AMQP__URL",
@@ -53,7 +47,7 @@ impl WorkerProcess {
                 "AVATAR_WORKER__RETRY__MAX_ATTEMPTS",
                 s.retry.max_attempts.to_string(),
             ),
-            ("AVATAR_WORKER__RETRY__DELAYS_MS", delays.join(",")),
+            ("AVATAR_WORKER__RETRY__DELAYS_MS", delays_ms(app)),
             (
                 "AVATAR_WORKER__WORKER__PREFETCH",
                 s.worker.prefetch.to_string(),
@@ -137,6 +131,18 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// The app's retry delays as the environment takes them.
+fn delays_ms(app: &TestApp) -> String {
+    let delays: Vec<String> = app
+        .settings
+        .retry
+        .delays
+        .iter()
+        .map(|d| d.as_millis().to_string())
+        .collect();
+    delays.join(",")
+}
+
 /// `avatar-worker run` with exactly `env`, its stderr collected line by line.
 pub struct LoggedWorker {
     child: tokio::process::Child,
@@ -167,6 +173,8 @@ impl LoggedWorker {
                 app.settings.topology.prefix.clone(),
             ),
             ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".to_string()),
+            // The test's cleanup deletes the delay queues of its own retry policy.
+            ("AVATAR_WORKER__RETRY__DELAYS_MS", delays_ms(app)),
             // The test's cleanup knows its own number of groups.
             (
                 "AVATAR_WORKER__LANES__GROUPS",
