@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use avatar_worker::app::App;
 use avatar_worker::broker::{self, QueueNames, RetryPolicy};
-use avatar_worker::lanes::{self, names::LaneKind, names::LaneNames};
+use avatar_worker::lanes::{self, names::Group, names::LaneKind, names::LaneNames};
 use avatar_worker::ops::Readiness;
 use avatar_worker::protocol::DeviceId;
 use avatar_worker::protocol::{JobKind, JobResult};
@@ -59,6 +59,8 @@ pub struct TestApp {
     results_channel: Channel,
     shutdown: Shutdown,
     worker: Option<JoinHandle<()>>,
+    /// More workers on the same settings and shutdown (`start_replica`).
+    replicas: Vec<JoinHandle<()>>,
     /// The started worker's metrics, readiness and admin server.
     pub observed: Option<Observed>,
     /// Every `device_id` the test published a job for, whose lanes the cleanup deletes.
@@ -166,6 +168,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         results_channel,
         shutdown,
         worker,
+        replicas: Vec::new(),
         observed,
         used_devices: Default::default(),
     }
@@ -386,6 +389,15 @@ impl TestApp {
     }
 
     /// Polls `/readyz` until it answers `status`; returns its body.
+    /// A series of the worker's `/metrics`, summed over its labels.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        text.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub async fn readyz_becomes(&self, status: u16) -> String {
         self.readyz_until(|got, _| got == status).await
     }
@@ -436,13 +448,24 @@ impl TestApp {
         self.control(reqwest::Method::GET, path, None).await
     }
 
-    /// Triggers the worker's shutdown and waits for it to return; a worker started later gets a new one.
+    /// Triggers the shutdown of the worker and its replicas and waits for them to return; a worker
+    /// started later gets a new one.
     pub async fn stop_worker(&mut self) {
         self.shutdown.trigger();
         if let Some(worker) = self.worker.take() {
             worker.await.expect("worker task");
         }
+        for replica in self.replicas.drain(..) {
+            replica.await.expect("replica task");
+        }
         self.shutdown = Shutdown::new();
+    }
+
+    /// Starts one more worker (a replica) on the app's settings, stopped with the app's worker.
+    pub async fn start_replica(&mut self) -> Observed {
+        let (replica, observed) = start_worker(&self.settings, &self.shutdown).await;
+        self.replicas.push(replica);
+        observed
     }
 
     /// Starts the in-process worker of an app spawned with `start_worker: false`.
@@ -567,6 +590,25 @@ impl Drop for TestApp {
     /// Stops the worker and deletes the test's queues, even when the test panicked.
     fn drop(&mut self) {
         self.shutdown.trigger();
+        // On a multi-thread runtime the workers keep running while this cleans up: a worker still draining
+        // would see its queues deleted and declare them again. (On a current-thread runtime nothing else
+        // runs while this blocks, and the runtime drops the workers afterwards.)
+        let workers: Vec<JoinHandle<()>> = self
+            .worker
+            .take()
+            .into_iter()
+            .chain(self.replicas.drain(..))
+            .collect();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| {
+                runtime.block_on(async {
+                    let all = futures_util::future::join_all(workers);
+                    let _ = tokio::time::timeout(Duration::from_secs(20), all).await;
+                })
+            });
+        }
         let url = self.amqp_url.clone();
         let names = self.names.clone();
         let mut queues = broker::all_queues(&names, &RetryPolicy::new(&self.settings.retry));
@@ -606,10 +648,26 @@ impl Drop for TestApp {
                 else {
                     return;
                 };
-                if let Ok(channel) = connection.create_channel().await
-                    && let Ok(lanes) = lanes::queues(&channel, &lane_names, groups, &native).await
-                {
-                    queues.extend(lanes);
+                // Every group's claim and inbox by name, and the lanes each claim records, each claim read on
+                // a channel of its own (a claim that is gone closes its channel).
+                let groups = (0..groups)
+                    .map(Group::Shard)
+                    .chain(native.iter().cloned().map(Group::Native));
+                queues.push(lane_names.update_intake_claim());
+                for group in groups {
+                    let claim = lane_names.claim(&group);
+                    if let Ok(channel) = connection.create_channel().await
+                        && let Ok(keys) = lanes::lanes_of_claim(&channel, &claim).await
+                    {
+                        for key in keys {
+                            for &lane in LaneKind::of(key.kind) {
+                                queues.push(lane_names.lane(key.device.as_ref(), lane));
+                            }
+                        }
+                        let _ = channel.close(200, "cleanup".into()).await;
+                    }
+                    queues.push(claim);
+                    queues.push(lane_names.inbox(&group));
                 }
                 if let Ok(channel) = connection.create_channel().await {
                     for queue in &queues {

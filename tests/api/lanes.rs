@@ -13,21 +13,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     AppOptions, TestApp, WAIT, answers, busiest_window, fetches, limit, paced, spawn_app_with,
-    start_worker,
 };
 
 fn lane(app: &TestApp, device: &str, kind: LaneKind) -> String {
     let device = DeviceId::parse(device).unwrap();
     LaneNames::new(&app.settings.topology.prefix).lane(Some(&device), kind)
-}
-
-/// A counter of the worker's `/metrics`, summed over its labels.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let (_, text) = app.admin_get("/metrics").await;
-    text.lines()
-        .filter(|line| line.starts_with(name))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -58,7 +48,7 @@ async fn a_backlog_waits_in_its_lane_at_two_publishes_a_job() {
         "the backlog waits in the broker: {deepest}"
     );
     answers(&mut app, JOBS).await;
-    let publishes = metric(&app, "avatar_worker_job_publishes_total").await;
+    let publishes = app.metric("avatar_worker_job_publishes_total").await;
     eprintln!(
         "{JOBS} jobs for one device: {publishes} publishes besides the results, {:.2} a job",
         publishes / JOBS as f64
@@ -140,11 +130,9 @@ async fn updates_apply_in_publish_order_across_replicas() {
         ..AppOptions::default()
     })
     .await;
-    let _replicas = [
-        start_worker(&app.settings, &app.shutdown_handle()).await,
-        start_worker(&app.settings, &app.shutdown_handle()).await,
-        start_worker(&app.settings, &app.shutdown_handle()).await,
-    ];
+    for _ in 0..3 {
+        app.start_replica().await;
+    }
     let jobs: Vec<Value> = (0..UPDATES)
         .map(|i| {
             use base64::Engine;

@@ -10,7 +10,6 @@ use avatar_worker::settings::Limit;
 
 use crate::helpers::{
     AppOptions, TestApp, answers, busiest_window, fetches, limit, paced, spawn_app_with,
-    start_worker,
 };
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
@@ -80,9 +79,8 @@ async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
     for replicas in 1..=3 {
         let devices: Vec<String> = (0..DEVICES).map(|d| format!("dev-{d}")).collect();
         let mut app = backlogged(&devices, limit(rate, burst, 2), JOBS).await;
-        let mut workers = Vec::new();
         for _ in 0..replicas {
-            workers.push(start_worker(&app.settings, &app.shutdown_handle()).await);
+            app.start_replica().await;
         }
         answers(&mut app, DEVICES * JOBS).await;
         let starts = app.gateway_starts().await;

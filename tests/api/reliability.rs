@@ -234,8 +234,7 @@ async fn a_job_that_keeps_coming_back_is_dead_lettered() {
             .unwrap();
     }
     channel.close(200, "done".into()).await.unwrap();
-    let shutdown = app.shutdown_handle();
-    let _worker = crate::helpers::start_worker(&app.settings, &shutdown).await;
+    app.start_replica().await;
     let results = app.results(2).await;
     let poison = results
         .iter()

@@ -5,7 +5,7 @@ use avatar_worker::protocol::JobKind;
 use avatar_worker::settings::{Limit, QueueType};
 use serde_json::json;
 
-use crate::helpers::{AppOptions, spawn_app_with, start_worker};
+use crate::helpers::{AppOptions, spawn_app_with};
 use crate::process::WorkerProcess;
 
 async fn three_replicas_answer_every_job(queue_type: QueueType) {
@@ -72,8 +72,8 @@ async fn replicas_share_a_devices_rate() {
     for i in 0..JOBS {
         app.publish_json(JobKind::Fetch, &json!({"job_id": format!("p{i}"), "device_id": "dev-a", "phone": format!("62822{i:08}")})).await;
     }
-    let _one = start_worker(&app.settings, &app.shutdown_handle()).await;
-    let _two = start_worker(&app.settings, &app.shutdown_handle()).await;
+    app.start_replica().await;
+    app.start_replica().await;
     let results = app.results(JOBS).await;
     assert!(results.iter().all(|r| r.error.is_none()));
     let elapsed = started.elapsed();
