@@ -358,9 +358,11 @@ async fn wait_for_refused_checks(app: &TestApp, n: usize) {
 
 #[tokio::test]
 async fn no_gateway_answers_gateway_unreachable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Bound but not listening: connections are refused, and no other test (or test process, under nextest)
+    // can take the port while this one runs, as it could once a listener's port was given back.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let port = closed.local_addr().unwrap().port();
-    drop(closed);
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(move |s| s.gateway.base_url = format!("http://127.0.0.1:{port}")),
         ..AppOptions::default()
