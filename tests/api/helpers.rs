@@ -114,6 +114,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.admin.bind = ([127, 0, 0, 1], 0).into();
     // Few groups: each is a claim and an inbox queue on the shared broker.
     settings.lanes.groups = 4;
+    // The decode deadline guards against hostile images (tests/image/limits.rs shows it); an honest picture
+    // may take a debug build longer than the default 5 s on a machine busy with other builds.
+    settings.image.decode_timeout = Duration::from_secs(60);
     (options.configure)(&mut settings);
     settings.validate().expect("test settings are valid");
     let names = QueueNames::new(&settings.topology);

@@ -2,7 +2,7 @@ use avatar_worker::protocol::{ErrorCode, JobKind, Status};
 use base64::Engine;
 use serde_json::json;
 
-use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
+use crate::helpers::spawn_app;
 
 /// A real encoded image of the given size and format.
 pub fn encoded(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
@@ -82,13 +82,7 @@ async fn bad_pictures_are_refused_before_the_gateway() {
 #[tokio::test]
 async fn a_large_photo_reaches_the_gateway_scaled_whole_not_cropped() {
     use test_support::pictures::{banded_photo, gateway_crop, mean_abs_diff, scaled_reference};
-    // The decode deadline guards against hostile images; this honest one may take a debug build longer
-    // than 5 s on a machine busy with other builds.
-    let mut app = spawn_app_with(AppOptions {
-        configure: Box::new(|s| s.image.decode_timeout = std::time::Duration::from_secs(60)),
-        ..AppOptions::default()
-    })
-    .await;
+    let mut app = spawn_app().await;
     let photo = banded_photo();
     let mut jpeg = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(photo.clone())
