@@ -391,7 +391,6 @@ impl TestApp {
         (status, response.text().await.expect("admin body"))
     }
 
-    /// Polls `/readyz` until it answers `status`; returns its body.
     /// A series of the worker's `/metrics`, summed over its labels.
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, text) = self.admin_get("/metrics").await;
@@ -401,6 +400,7 @@ impl TestApp {
             .sum()
     }
 
+    /// Polls `/readyz` until it answers `status`; returns its body.
     pub async fn readyz_becomes(&self, status: u16) -> String {
         self.readyz_until(|got, _| got == status).await
     }

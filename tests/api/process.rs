@@ -19,26 +19,14 @@ impl WorkerProcess {
     /// Starts `avatar-worker run` with the app's settings; `extra` overrides or adds variables.
     pub fn start(app: &TestApp, extra: &[(&str, String)]) -> Self {
         let s = &app.settings;
-        let mut env: Vec<(&str, String)> = vec![
-            (
-                "AVATAR_WORKER__AMQP__URL",
-                s.amqp.url.expose_secret().to_string(),
-            ),
+        let mut env = app_env(
+            app,
+            s.amqp.url.expose_secret().to_string(),
+            crate::helpers::PASSWORD,
+        );
+        env.extend([
             ("AVATAR_WORKER__AMQP__RECONNECT_MIN_MS", "50".into()),
             ("AVATAR_WORKER__AMQP__RECONNECT_MAX_MS", "500".into()),
-            ("AVATAR_WORKER__TOPOLOGY__PREFIX", s.topology.prefix.clone()),
-            (
-                "AVATAR_WORKER__GATEWAY__BASE_URL",
-                s.gateway.base_url.clone(),
-            ),
-            (
-                "AVATAR_WORKER__GATEWAY__USERNAME",
-                crate::helpers::USER.into(),
-            ),
-            (
-                "AVATAR_WORKER__GATEWAY__PASSWORD",
-                crate::helpers::PASSWORD.into(),
-            ),
             (
                 "AVATAR_WORKER__PACING__ENABLED",
                 s.pacing.enabled.to_string(),
@@ -47,7 +35,6 @@ impl WorkerProcess {
                 "AVATAR_WORKER__RETRY__MAX_ATTEMPTS",
                 s.retry.max_attempts.to_string(),
             ),
-            ("AVATAR_WORKER__RETRY__DELAYS_MS", delays_ms(app)),
             (
                 "AVATAR_WORKER__WORKER__PREFETCH",
                 s.worker.prefetch.to_string(),
@@ -60,7 +47,6 @@ impl WorkerProcess {
                 "AVATAR_WORKER__WORKER__MAX_JOB_BYTES",
                 s.worker.max_job_bytes.to_string(),
             ),
-            ("AVATAR_WORKER__LANES__GROUPS", s.lanes.groups.to_string()),
             (
                 "AVATAR_WORKER__WORKER__DOWNLOAD_HOSTS",
                 s.worker.download_hosts.join(","),
@@ -70,9 +56,7 @@ impl WorkerProcess {
                 s.worker.download_allow_hosts.join(","),
             ),
             ("AVATAR_WORKER__LOG__LEVEL", "warn".into()),
-            // Several workers run at once in the tests: let each pick a free admin port.
-            ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".into()),
-        ];
+        ]);
         for (key, value) in extra {
             env.retain(|(k, _)| k != key);
             env.push((key, value.clone()));
@@ -131,16 +115,36 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// The app's retry delays as the environment takes them.
-fn delays_ms(app: &TestApp) -> String {
-    let delays: Vec<String> = app
-        .settings
+/// What every worker process started for `app` needs to share its queues, gateway and cleanup: the broker
+/// at `amqp_url`, the gateway with `gateway_password`, the app's prefix, retry delays (its cleanup deletes
+/// their queues) and number of groups, and a free admin port (several workers run at once in the tests).
+fn app_env(app: &TestApp, amqp_url: String, gateway_password: &str) -> Vec<(&'static str, String)> {
+    let s = &app.settings;
+    let delays: Vec<String> = s
         .retry
         .delays
         .iter()
         .map(|d| d.as_millis().to_string())
         .collect();
-    delays.join(",")
+    vec![
+        ("AVATAR_WORKER__AMQP__URL", amqp_url),
+        ("AVATAR_WORKER__TOPOLOGY__PREFIX", s.topology.prefix.clone()),
+        (
+            "AVATAR_WORKER__GATEWAY__BASE_URL",
+            s.gateway.base_url.clone(),
+        ),
+        (
+            "AVATAR_WORKER__GATEWAY__USERNAME",
+            crate::helpers::USER.to_string(),
+        ),
+        (
+            "AVATAR_WORKER__GATEWAY__PASSWORD",
+            gateway_password.to_string(),
+        ),
+        ("AVATAR_WORKER__RETRY__DELAYS_MS", delays.join(",")),
+        ("AVATAR_WORKER__LANES__GROUPS", s.lanes.groups.to_string()),
+        ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".to_string()),
+    ]
 }
 
 /// `avatar-worker run` with exactly `env`, its stderr collected line by line.
@@ -157,33 +161,13 @@ impl LoggedWorker {
         gateway_password: &str,
         level: &str,
     ) -> Vec<(&'static str, String)> {
-        vec![
-            ("AVATAR_WORKER__AMQP__URL", amqp_url),
-            ("AVATAR_WORKER__GATEWAY__BASE_URL", app.mock.base_url()),
-            (
-                "AVATAR_WORKER__GATEWAY__USERNAME",
-                crate::helpers::USER.to_string(),
-            ),
-            (
-                "AVATAR_WORKER__GATEWAY__PASSWORD",
-                gateway_password.to_string(),
-            ),
-            (
-                "AVATAR_WORKER__TOPOLOGY__PREFIX",
-                app.settings.topology.prefix.clone(),
-            ),
-            ("AVATAR_WORKER__ADMIN__BIND", "127.0.0.1:0".to_string()),
-            // The test's cleanup deletes the delay queues of its own retry policy.
-            ("AVATAR_WORKER__RETRY__DELAYS_MS", delays_ms(app)),
-            // The test's cleanup knows its own number of groups.
-            (
-                "AVATAR_WORKER__LANES__GROUPS",
-                app.settings.lanes.groups.to_string(),
-            ),
+        let mut env = app_env(app, amqp_url, gateway_password);
+        env.extend([
             ("AVATAR_WORKER__LOG__FORMAT", "json".to_string()),
             ("AVATAR_WORKER__LOG__LEVEL", level.to_string()),
             ("AVATAR_WORKER__AMQP__RECONNECT_MAX_MS", "300".to_string()),
-        ]
+        ]);
+        env
     }
 
     pub fn start(env: &[(&str, String)], config: Option<&std::path::Path>) -> Self {
