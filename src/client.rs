@@ -25,14 +25,12 @@ pub use inspect::{DeadLetterInfo, PurgeReport, QueueCounts, is_not_found};
 
 use std::time::Duration;
 
+use crate::broker::{self, Addresses, PublishError, Publisher, QueueNames, Watch};
+use crate::protocol::{FetchJob, JobId, JobKind, JobResult, UpdateJob};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use secrecy::SecretString;
-
-use crate::broker::{self, PublishError, Publisher, QueueNames, Watch};
-use crate::protocol::{FetchJob, JobId, JobKind, JobResult, UpdateJob};
 
 /// Why a client call failed. Broker-side causes (`Amqp`, `Publish`, `ReplyQueueClosed`) are worth a
 /// reconnect; the others are not.
@@ -93,25 +91,32 @@ impl ClientError {
 
 /// A connection to the broker with a confirm-mode channel for jobs.
 pub struct Client {
-    url: SecretString,
+    addresses: Addresses,
     connection: Connection,
     publisher: Publisher,
     names: QueueNames,
 }
 
 impl Client {
-    /// Connects and uses the queues derived from `prefix` (the worker's `topology.prefix`).
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, ClientError> {
-        Self::connect_with(url, QueueNames::with_prefix(prefix)).await
+    /// Connects and uses the queues derived from `prefix` (the worker's `topology.prefix`). `addresses`
+    /// is one URL or a cluster's [`Addresses`] (the first node that answers is used).
+    pub async fn connect(
+        addresses: impl Into<Addresses>,
+        prefix: &str,
+    ) -> Result<Self, ClientError> {
+        Self::connect_with(addresses, QueueNames::with_prefix(prefix)).await
     }
 
     /// Connects and uses explicit queue names (the worker's `topology` settings, overrides included).
-    pub async fn connect_with(url: &str, names: QueueNames) -> Result<Self, ClientError> {
-        let url = SecretString::from(url);
-        let connection = broker::connect(&url, "avatar-worker-client").await?;
+    pub async fn connect_with(
+        addresses: impl Into<Addresses>,
+        names: QueueNames,
+    ) -> Result<Self, ClientError> {
+        let addresses = addresses.into();
+        let connection = addresses.connect("avatar-worker-client").await?.connection;
         let publisher = Publisher::new(connection.create_channel().await?, Watch::new()).await?;
         Ok(Self {
-            url,
+            addresses,
             connection,
             publisher,
             names,

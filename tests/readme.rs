@@ -80,7 +80,8 @@ fn readme_rows() -> BTreeMap<String, Row> {
 }
 
 /// List keys that also take comma-separated values from the environment.
-const ENV_LISTS: [&str; 5] = [
+const ENV_LISTS: [&str; 6] = [
+    "amqp.urls",
     "retry.delays_ms",
     "image.allow_hosts",
     "worker.reply_to_prefixes",
@@ -115,6 +116,9 @@ fn every_variable_in_the_readme_is_accepted() {
     let rows = readme_rows();
     let value = |row: &Row| match row.default.as_str() {
         "(unset)" => "probe-value".to_string(),
+        "[]" if row.env.as_deref() == Some("AVATAR_WORKER__AMQP__URLS") => {
+            "amqp://probe-1,amqp://probe-2".to_string()
+        }
         "[]" => "probe-host".to_string(),
         list if list.starts_with('[') => list.trim_matches(['[', ']']).replace(' ', ""),
         default => default.to_string(),

@@ -70,9 +70,8 @@ enum Command {
 /// A producer connection with the configured broker and queue names.
 async fn connect_client(settings: &Settings) -> anyhow::Result<crate::client::Client> {
     use anyhow::Context;
-    use secrecy::ExposeSecret;
     crate::client::Client::connect_with(
-        settings.amqp.url.expose_secret(),
+        settings.amqp.addresses(),
         crate::broker::QueueNames::new(&settings.topology),
     )
     .await

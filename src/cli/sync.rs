@@ -2,7 +2,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 
 use crate::broker::QueueNames;
 use crate::client::{Batch, BatchOptions};
@@ -77,7 +76,7 @@ pub async fn sync(settings: &Settings, args: SyncArgs) -> anyhow::Result<()> {
         eprintln!("{}: skipped {malformed}", options.input.display());
     }
     let batch = Batch::new(
-        settings.amqp.url.expose_secret(),
+        settings.amqp.addresses(),
         QueueNames::new(&settings.topology),
         BatchOptions {
             in_flight: args.in_flight as usize,

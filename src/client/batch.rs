@@ -16,12 +16,11 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use lapin::Connection;
-use secrecy::SecretString;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Client, ClientError, JobTarget, ReplyQueue, publish_job};
-use crate::broker::{self, Backoff, Publisher, QueueNames, Watch};
+use crate::broker::{Addresses, Backoff, Publisher, QueueNames, Watch};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult};
 
 /// How a batch paces itself and how hard it tries to get back to the broker.
@@ -60,16 +59,17 @@ impl Default for BatchOptions {
 /// A batch not started yet: where to publish and how. [`Batch::run`] starts it.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    url: SecretString,
+    addresses: Addresses,
     names: QueueNames,
     options: BatchOptions,
 }
 
 impl Batch {
-    /// A batch on its own connection to `url`, publishing to the job queues in `names`.
-    pub fn new(url: &str, names: QueueNames, options: BatchOptions) -> Self {
+    /// A batch on its own connection to `addresses` (one URL or a cluster's nodes; a reconnect goes to
+    /// the next node that answers), publishing to the job queues in `names`.
+    pub fn new(addresses: impl Into<Addresses>, names: QueueNames, options: BatchOptions) -> Self {
         Self {
-            url: SecretString::from(url),
+            addresses: addresses.into(),
             names,
             options,
         }
@@ -88,7 +88,7 @@ impl Batch {
     {
         let (tx, rx) = mpsc::channel(self.options.in_flight.max(1));
         let driver = Driver {
-            url: self.url,
+            addresses: self.addresses,
             names: self.names,
             options: self.options,
             jobs: Box::new(jobs.into_iter()),
@@ -109,7 +109,7 @@ impl Client {
     /// A batch on the same broker and queues as this client, with these options.
     pub fn batch(&self, options: BatchOptions) -> Batch {
         Batch {
-            url: self.url.clone(),
+            addresses: self.addresses.clone(),
             names: self.names.clone(),
             options,
         }
@@ -160,7 +160,7 @@ enum SessionEnd {
 
 /// The state that outlives connections: which jobs are still owed an answer.
 struct Driver {
-    url: SecretString,
+    addresses: Addresses,
     names: QueueNames,
     options: BatchOptions,
     jobs: Box<dyn Iterator<Item = FetchJob> + Send>,
@@ -211,7 +211,11 @@ impl Driver {
     /// One connection: a new reply queue, the unanswered jobs published again, then new jobs and results
     /// until done or the connection fails.
     async fn session(&mut self) -> Result<SessionEnd, ClientError> {
-        let connection = broker::connect(&self.url, "avatar-worker-batch").await?;
+        let connection = self
+            .addresses
+            .connect("avatar-worker-batch")
+            .await?
+            .connection;
         let result = self.exchange(&connection).await;
         if connection.status().connected() {
             let _ = connection.close(200, "batch finished".into()).await;

@@ -143,6 +143,9 @@ async fn readyz(State(state): State<AdminState>) -> Response {
             format!("not ready: {reason}\n"),
         ),
     };
+    if let Some(node) = state.readiness.node() {
+        body.push_str(&format!("broker {node}\n"));
+    }
     for session in state.readiness.sessions() {
         body.push_str(&format!(
             "session {}: {}",

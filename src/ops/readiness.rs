@@ -26,6 +26,8 @@ pub enum ReadyState {
 #[derive(Clone)]
 pub struct Readiness {
     state: Arc<Mutex<ReadyState>>,
+    /// The node of the current or last connection (redacted), shown under the verdict.
+    node: Arc<Mutex<Option<String>>>,
     shutdown: Arc<Mutex<Option<Shutdown>>>,
     metrics: Metrics,
     sessions: Option<Arc<dyn AvatarBackend>>,
@@ -43,6 +45,7 @@ impl Readiness {
     pub fn new(metrics: &Metrics) -> Self {
         Self {
             state: Arc::new(Mutex::new(ReadyState::Starting)),
+            node: Arc::default(),
             shutdown: Arc::default(),
             metrics: metrics.clone(),
             sessions: None,
@@ -70,7 +73,9 @@ impl Readiness {
         *self.shutdown.lock().unwrap_or_else(PoisonError::into_inner) = Some(shutdown.clone());
     }
 
-    pub fn connected(&self) {
+    /// Connected to `node` (a redacted URL).
+    pub fn connected(&self, node: impl Into<String>) {
+        *self.node.lock().unwrap_or_else(PoisonError::into_inner) = Some(node.into());
         self.metrics.set_connected(true);
         self.set(ReadyState::Connected);
     }
@@ -89,6 +94,17 @@ impl Readiness {
     pub fn stopping(&self) {
         self.metrics.set_connected(false);
         self.set(ReadyState::Stopping);
+    }
+
+    /// The broker node of the current connection; `None` while there is none.
+    pub fn node(&self) -> Option<String> {
+        if !matches!(self.state(), ReadyState::Connected | ReadyState::Consuming) {
+            return None;
+        }
+        self.node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn state(&self) -> ReadyState {
@@ -139,16 +155,19 @@ mod tests {
         let shutdown = Shutdown::new();
         readiness.watch(&shutdown);
         assert!(readiness.check().is_err());
-        readiness.connected();
+        readiness.connected("amqp://rabbit-1/");
         assert!(readiness.check().is_err());
+        assert_eq!(readiness.node().as_deref(), Some("amqp://rabbit-1/"));
         assert!(metrics.render().contains("avatar_worker_amqp_connected 1"));
         readiness.consuming();
         assert!(readiness.check().is_ok());
         readiness.disconnected("connection reset");
         assert!(readiness.check().unwrap_err().contains("connection reset"));
+        assert_eq!(readiness.node(), None);
         assert!(metrics.render().contains("avatar_worker_amqp_connected 0"));
-        readiness.connected();
+        readiness.connected("amqp://rabbit-2/");
         readiness.consuming();
+        assert_eq!(readiness.node().as_deref(), Some("amqp://rabbit-2/"));
         shutdown.trigger();
         assert_eq!(readiness.check().unwrap_err(), "shutting down");
     }

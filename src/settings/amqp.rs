@@ -4,12 +4,20 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{SettingsError, invalid};
+use crate::broker::Addresses;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpSettings {
     /// `amqp://user:password@host:port/vhost`; secret because it holds the password.
     pub url: SecretString,
+    /// The nodes of a cluster, each a URL like `url`; when given, `url` is not used. Connections go to
+    /// the first node that answers, in a rotating order from a random start, and move on when one is lost.
+    #[serde(deserialize_with = "one_or_many")]
+    pub urls: Vec<SecretString>,
+    /// How long one node may take to accept a connection before the next is tried.
+    #[serde(rename = "connect_timeout_ms", with = "super::millis")]
+    pub connect_timeout: Duration,
     /// First reconnect delay; it doubles up to `reconnect_max`, with jitter.
     #[serde(rename = "reconnect_min_ms", with = "super::millis")]
     pub reconnect_min: Duration,
@@ -21,6 +29,8 @@ impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            urls: Vec::new(),
+            connect_timeout: crate::broker::DEFAULT_CONNECT_TIMEOUT,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
         }
@@ -29,14 +39,25 @@ impl Default for AmqpSettings {
 
 impl AmqpSettings {
     pub(super) fn validate(&self) -> Result<(), SettingsError> {
-        let url = self.url.expose_secret();
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        let (key, urls) = match self.urls.is_empty() {
+            true => ("amqp.url", std::slice::from_ref(&self.url)),
+            false => ("amqp.urls", self.urls.as_slice()),
+        };
+        for url in urls.iter().map(ExposeSecret::expose_secret) {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must start with amqp:// or amqps:// (got {})",
+                        redact_url(url)
+                    ),
+                ));
+            }
+        }
+        if self.connect_timeout.is_zero() || self.connect_timeout > Duration::from_secs(120) {
             return Err(invalid(
-                "amqp.url",
-                format!(
-                    "must start with amqp:// or amqps:// (got {})",
-                    redact_url(url)
-                ),
+                "amqp.connect_timeout_ms",
+                "must be between 1 and 120000",
             ));
         }
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
@@ -48,10 +69,37 @@ impl AmqpSettings {
         Ok(())
     }
 
-    /// The URL with its password replaced, for logs and errors.
-    pub fn redacted_url(&self) -> String {
-        redact_url(self.url.expose_secret())
+    /// The broker's nodes: `urls`, or `url` alone.
+    pub fn addresses(&self) -> Addresses {
+        let addresses = Addresses::new(self.urls.iter().cloned())
+            .unwrap_or_else(|| Addresses::one(self.url.expose_secret()));
+        addresses.with_connect_timeout(self.connect_timeout)
     }
+
+    /// The nodes, comma-separated, passwords replaced: for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        self.addresses().redacted().join(",")
+    }
+}
+
+/// A list, or one URL alone (the form a single-element environment variable may take).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let urls = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(url) => vec![url],
+        OneOrMany::Many(urls) => urls,
+    };
+    Ok(urls
+        .into_iter()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+        .map(SecretString::from)
+        .collect())
 }
 
 /// Replaces the password of `scheme://user:password@host` with `***`. The URL is parsed as the broker

@@ -36,23 +36,22 @@ pub fn effective(
     Ok(value)
 }
 
+/// Secret keys become `***`; any URL with a user part (`amqp.url`, each of `amqp.urls`) loses its password.
 fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
                 if is_secret(key) && !value.is_null() {
                     *value = Value::String("***".into());
-                } else if let Value::String(text) = value
-                    && text.contains("://")
-                    && text.contains('@')
-                {
-                    *text = redact_url(text);
                 } else {
                     redact(value);
                 }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(text) if text.contains("://") && text.contains('@') => {
+            *text = redact_url(text);
+        }
         _ => {}
     }
 }
@@ -187,13 +186,21 @@ mod tests {
                     "AVATAR_WORKER__AMQP__URL",
                     "amqp://u:hunter2@rabbit:5672/%2f",
                 ),
+                (
+                    "AVATAR_WORKER__AMQP__URLS",
+                    "amqp://u:hunter3@rabbit-1/%2f,amqp://u:hunter4@rabbit-2/%2f",
+                ),
                 ("AVATAR_WORKER__WORKER__PREFETCH", "50"),
             ]),
         )
         .unwrap();
         let text = to_text(&value);
+        for secret in ["s3cret", "hunter2", "hunter3", "hunter4"] {
+            assert!(!text.contains(secret), "{text}");
+        }
         assert!(
-            !text.contains("s3cret") && !text.contains("hunter2"),
+            text.contains("amqp://u:***@rabbit-1/%2f")
+                && text.contains("amqp://u:***@rabbit-2/%2f"),
             "{text}"
         );
         assert!(text.contains("password = \"***\""), "{text}");

@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use admin::AdminSettings;
-pub use amqp::AmqpSettings;
+pub use amqp::{AmqpSettings, redact_url};
 pub use backend::{BackendKind, BackendSettings, DeviceBackend, NativeSettings};
 pub use effective::{effective, to_text as effective_text, unread_env_vars};
 pub use gateway::{GatewayProfile, GatewayRoute, GatewaySettings};
@@ -174,6 +174,7 @@ fn builder(
             .separator("__")
             .try_parsing(true)
             .list_separator(",")
+            .with_list_parse_key("amqp.urls")
             .with_list_parse_key("retry.delays_ms")
             .with_list_parse_key("image.allow_hosts")
             .with_list_parse_key("worker.reply_to_prefixes")
@@ -296,6 +297,36 @@ mod tests {
             !format!("{settings:?}").contains("s3cret"),
             "secrets never print"
         );
+    }
+
+    #[test]
+    fn a_cluster_is_a_comma_separated_list_of_nodes_that_replaces_url() {
+        let two = load(&[(
+            "AVATAR_WORKER__AMQP__URLS",
+            "amqp://u:p1@rabbit-1:5672/%2f, amqp://u:p2@rabbit-2:5672/%2f",
+        )])
+        .unwrap();
+        assert_eq!(
+            two.amqp.addresses().redacted(),
+            [
+                "amqp://u:***@rabbit-1:5672/%2f",
+                "amqp://u:***@rabbit-2:5672/%2f"
+            ]
+        );
+        assert_eq!(
+            two.amqp.redacted_url(),
+            "amqp://u:***@rabbit-1:5672/%2f,amqp://u:***@rabbit-2:5672/%2f"
+        );
+        let one = load(&[("AVATAR_WORKER__AMQP__URLS", "amqp://rabbit-9/")]).unwrap();
+        assert_eq!(one.amqp.addresses().redacted(), ["amqp://rabbit-9/"]);
+        let none = load(&[]).unwrap();
+        assert_eq!(
+            none.amqp.addresses().redacted(),
+            ["amqp://guest:***@127.0.0.1:5672/%2f"]
+        );
+        let bad = load(&[("AVATAR_WORKER__AMQP__URLS", "amqp://rabbit-1/,rabbit-2")]);
+        let err = bad.unwrap_err().to_string();
+        assert!(err.contains("amqp.urls"), "{err}");
     }
 
     #[test]

@@ -141,16 +141,17 @@ impl Worker {
     pub async fn run(&self, shutdown: Shutdown) {
         let amqp = &self.services.settings.amqp;
         self.services.readiness.watch(&shutdown);
+        let addresses = amqp.addresses();
         let mut backoff = Backoff::new(amqp.reconnect_min, amqp.reconnect_max);
         while !shutdown.is_triggered() {
             let connected = tokio::select! {
-                connected = broker::connect(&amqp.url, &self.name) => connected,
+                connected = addresses.connect(&self.name) => connected,
                 _ = shutdown.wait() => break,
             };
             match connected {
-                Ok(connection) => {
-                    self.services.readiness.connected();
-                    tracing::info!(broker = %amqp.redacted_url(), "connected to the broker");
+                Ok(broker::Connected { connection, node }) => {
+                    tracing::info!(broker = %node, "connected to the broker");
+                    self.services.readiness.connected(node);
                     match session::run(&self.services, connection, &shutdown, &mut backoff).await {
                         SessionEnd::Shutdown => break,
                         SessionEnd::Lost(reason) => {

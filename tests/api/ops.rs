@@ -117,16 +117,28 @@ async fn readyz_follows_the_broker_connection() {
     let broker = broker_url().await;
     let (userinfo, upstream) = authority(&broker);
     let proxy = Proxy::start(upstream).await;
+    let worker_url = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
     let mut app = spawn_app_with(AppOptions {
-        worker_amqp_url: Some(format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port)),
+        worker_amqp_url: Some(worker_url.clone()),
         ..AppOptions::default()
     })
     .await;
-    assert_eq!(app.readyz_becomes(200).await.trim(), "ready");
+    // The node it is connected to, password hidden.
+    assert_eq!(
+        app.readyz_becomes(200).await.trim(),
+        format!(
+            "ready\nbroker {}",
+            avatar_worker::settings::redact_url(&worker_url)
+        )
+    );
 
     proxy.pause();
     let reason = app.readyz_becomes(503).await;
     assert!(reason.starts_with("not ready"), "{reason}");
+    assert!(
+        !reason.contains("\nbroker "),
+        "no node while disconnected: {reason}"
+    );
     let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(0.0));
     // Liveness does not depend on the broker.
