@@ -1,5 +1,6 @@
 //! docker-compose.yml, checked without a Docker engine: it parses; every `AVATAR_WORKER__*` variable is a
-//! real configuration key with a valid value; ports and healthchecks agree; and the same three programs,
+//! real configuration key with a valid value; ports and healthchecks agree; the `monitoring` profile mounts
+//! files that exist, scrapes the worker's admin port and feeds Grafana from that Prometheus; and the same three programs,
 //! started natively with the same environment (hostnames pointed at 127.0.0.1, a queue prefix and ports of
 //! the test's own), answer a job and report ready.
 
@@ -98,6 +99,55 @@ fn host_ports_are_overridable(service: &Value) {
             "{port}: host port is not ${{VAR:-{container}}}"
         );
     }
+}
+
+/// A service's `./host/path:/container/path[:ro]` volumes as (host path, container path, read-only).
+fn mounts(service: &Value) -> Vec<(String, String, bool)> {
+    service["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|volume| {
+            let mut parts = volume.split(':');
+            let host = parts.next().unwrap_or_default().to_string();
+            let container = parts.next().expect("host:container").to_string();
+            (host, container, parts.next() == Some("ro"))
+        })
+        .collect()
+}
+
+/// The value of a `--flag=value` argument in a service's `command`.
+fn flag<'a>(service: &'a Value, name: &str) -> &'a str {
+    service["command"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|arg| arg.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("the command sets {name}"))
+}
+
+/// The YAML file in the checkout that a service sees at `container_path` (mounted itself, or inside a mounted
+/// folder).
+fn mounted_file(service: &Value, container_path: &str) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    mounts(service)
+        .into_iter()
+        .find_map(|(host, container, _)| {
+            let rest = container_path.strip_prefix(container.as_str())?;
+            match rest.strip_prefix('/') {
+                _ if rest.is_empty() => Some(root.join(host)),
+                Some(inside) => Some(root.join(host).join(inside)),
+                None => None,
+            }
+        })
+        .unwrap_or_else(|| panic!("{container_path} is not mounted"))
+}
+
+fn read_yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{path:?}: {err}"));
+    serde_norway::from_str(&text).unwrap_or_else(|err| panic!("{path:?}: {err}"))
 }
 
 /// `host` and `port` of `scheme://[userinfo@]host:port[/path]`.
@@ -249,6 +299,120 @@ fn ports_healthchecks_and_dependencies_agree() {
     assert_eq!(e2e_settings.topology.prefix, settings.topology.prefix);
 }
 
+#[test]
+fn the_monitoring_profile_mounts_files_that_exist_and_scrapes_the_worker() {
+    let compose = compose();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let settings = worker_settings(&environment(service(&compose, "worker")));
+    let admin_port = host_port(&format!("tcp://{}", settings.admin.bind)).1;
+    let mut host_ports = Vec::new();
+    for name in ["prometheus", "grafana"] {
+        let monitor = service(&compose, name);
+        assert_eq!(
+            monitor["profiles"][0].as_str(),
+            Some("monitoring"),
+            "{name} starts only with --profile monitoring"
+        );
+        host_ports_are_overridable(monitor);
+        let ports = published(monitor);
+        assert_eq!(ports.len(), 1, "{name} publishes its one port");
+        let check = healthcheck(monitor);
+        assert!(
+            check.contains(&format!("127.0.0.1:{}/", ports[0])),
+            "{name}'s healthcheck {check:?} probes its port {}",
+            ports[0]
+        );
+        host_ports.extend(ports);
+        let volumes = mounts(monitor);
+        assert!(!volumes.is_empty(), "{name} mounts its configuration");
+        for (host, container, read_only) in volumes {
+            assert!(
+                host.starts_with("./deploy/"),
+                "{name} mounts {host} from deploy/"
+            );
+            assert!(
+                root.join(&host).exists(),
+                "{name} mounts {host} (at {container}), which does not exist"
+            );
+            assert!(read_only, "{name} mounts {host} read-only");
+        }
+    }
+    // The defaults stay clear of the ports the rest of the stack publishes on the host.
+    for other in ["rabbitmq", "mock", "worker"] {
+        for port in published(service(&compose, other)) {
+            assert!(!host_ports.contains(&port), "{other} publishes {port} too");
+        }
+    }
+
+    // Prometheus: the mounted prometheus.yml scrapes the worker's admin port and loads the mounted alerts.
+    let prometheus = service(&compose, "prometheus");
+    let listen: u16 = flag(prometheus, "--web.listen-address")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a listen port");
+    assert_eq!(published(prometheus), [listen]);
+    let config_path = flag(prometheus, "--config.file");
+    let config = read_yaml(&mounted_file(prometheus, config_path));
+    let job = config["scrape_configs"]
+        .as_sequence()
+        .and_then(|jobs| {
+            jobs.iter()
+                .find(|job| job["job_name"].as_str() == Some("avatar-worker"))
+        })
+        .expect("a scrape job avatar-worker (the alerts select on it)");
+    let targets: Vec<&str> = job["static_configs"][0]["targets"]
+        .as_sequence()
+        .expect("static targets")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(targets, [format!("worker:{admin_port}")]);
+    let config_dir = Path::new(config_path).parent().expect("a folder");
+    let rules = config["rule_files"].as_sequence().expect("rule_files");
+    assert!(!rules.is_empty());
+    for rule in rules {
+        let inside = config_dir.join(rule.as_str().expect("a path"));
+        let file = mounted_file(prometheus, inside.to_str().unwrap());
+        assert!(
+            file.is_file(),
+            "rule file {inside:?} is {file:?}, which does not exist"
+        );
+        assert!(read_yaml(&file)["groups"].is_sequence());
+    }
+
+    // Grafana: its data source is that Prometheus, its dashboard the mounted JSON, its admin password from the
+    // environment, and anonymous visitors may only look.
+    let grafana = service(&compose, "grafana");
+    let env = environment(grafana);
+    let port: u16 = env["GF_SERVER_HTTP_PORT"].parse().expect("a port");
+    assert_eq!(published(grafana), [port]);
+    assert!(
+        env["GF_SECURITY_ADMIN_PASSWORD"].starts_with("${GRAFANA_ADMIN_PASSWORD:-"),
+        "the admin password comes from the environment"
+    );
+    assert_eq!(env["GF_AUTH_ANONYMOUS_ORG_ROLE"], "Viewer");
+    let sources = read_yaml(&mounted_file(
+        grafana,
+        "/etc/grafana/provisioning/datasources/prometheus.yml",
+    ));
+    let url = sources["datasources"][0]["url"].as_str().expect("a URL");
+    assert_eq!(url, format!("http://prometheus:{listen}"));
+    let providers = read_yaml(&mounted_file(
+        grafana,
+        "/etc/grafana/provisioning/dashboards/avatar-worker.yml",
+    ));
+    let folder = providers["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("a dashboards folder");
+    let home = &env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"];
+    assert_eq!(Path::new(home).parent(), Some(Path::new(folder)));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(mounted_file(grafana, home)).unwrap())
+            .expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "avatar-worker");
+}
+
 /// The mock-server flag an `APP_*` variable stands for.
 fn mock_flag(variable: &str) -> Option<&'static str> {
     Some(match variable {
@@ -363,10 +527,13 @@ async fn the_compose_stack_runs_natively_with_the_same_environment() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("avatar_worker_jobs_total{kind=\"fetch\""),
-        "{metrics}"
-    );
+    // Every status of every kind is exposed from the start at 0: the fetch answered is counted once.
+    let fetches: f64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("avatar_worker_jobs_total{kind=\"fetch\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(fetches, 1.0, "{metrics}");
     assert!(
         metrics.contains("avatar_worker_amqp_connected 1"),
         "{metrics}"

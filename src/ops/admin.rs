@@ -120,6 +120,7 @@ async fn connection(stream: TcpStream, app: Router, idle_timeout: Duration) {
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {
+    state.metrics.set_ready(state.readiness.check().is_ok());
     (
         [(
             header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::protocol::{ErrorCode, JobKind, JobResult};
+use crate::protocol::{ErrorCode, JobKind, JobResult, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
@@ -89,6 +89,8 @@ struct Inner {
     dead_lettered: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
     connected: Gauge,
+    ready: Gauge,
+    consumers: Family<KindLabels, Gauge>,
     native_sessions: Family<SessionLabels, Gauge>,
 }
 
@@ -181,6 +183,23 @@ impl Metrics {
             "1 while the worker holds a broker connection, else 0",
             connected.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when /readyz answers 200 (connected to the broker, consuming, no gateway refusing the credentials, no native session problem), as of this scrape",
+            ready.clone(),
+        );
+        let consumers = Family::<KindLabels, Gauge>::default();
+        for kind in [JobKind::Fetch, JobKind::Update] {
+            let _ = consumers.get_or_create(&KindLabels {
+                kind: kind.as_str().into(),
+            });
+        }
+        registry.register(
+            "job_consumers",
+            "Consumers this worker holds on the job queues, by kind: fetch while it reads the fetch queue (every consuming replica), update while it holds the update-intake claim; summed over replicas, each queue's consumer count",
+            consumers.clone(),
+        );
         // Device ids as labels: bounded by configuration (the sessions this process holds), unlike phones.
         let native_sessions = Family::<SessionLabels, Gauge>::default();
         registry.register(
@@ -195,6 +214,7 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "The running version; always 1", build);
+        initialise(&jobs, &duration, &retries, &dead_lettered, &expired);
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -209,6 +229,8 @@ impl Metrics {
                 dead_lettered,
                 in_flight,
                 connected,
+                ready,
+                consumers,
                 native_sessions,
             }),
         }
@@ -317,8 +339,27 @@ impl Metrics {
         }
     }
 
+    /// Counts a consumer on the job queue of `kind` until the returned guard drops (the consumer ended with
+    /// its session, or was cancelled).
+    pub fn job_consumer(&self, kind: JobKind) -> ConsumerGuard {
+        let gauge = self
+            .inner
+            .consumers
+            .get_or_create(&KindLabels {
+                kind: kind.as_str().into(),
+            })
+            .clone();
+        gauge.inc();
+        ConsumerGuard { gauge }
+    }
+
     pub fn set_connected(&self, connected: bool) {
         self.inner.connected.set(i64::from(connected));
+    }
+
+    /// What `/readyz` would answer now: set by the admin server before each `/metrics` answer.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.set(i64::from(ready));
     }
 
     /// The Prometheus text exposition format (OpenMetrics flavour, which Prometheus scrapes).
@@ -332,12 +373,82 @@ impl Metrics {
     }
 }
 
+/// Every series whose labels are known in advance exists from the start at 0, so Prometheus's `increase()`
+/// and `rate()` see the first job of a status, the first retry or the first dead letter of a reason (a
+/// series that appears at 1 has no earlier sample to rise from, and an alert on it would miss it).
+fn initialise(
+    jobs: &Family<JobLabels, Counter>,
+    duration: &HistogramFamily,
+    retries: &Family<ReasonLabels, Counter>,
+    dead_lettered: &Family<ReasonLabels, Counter>,
+    expired: &Family<KindLabels, Counter>,
+) {
+    let answers = [
+        Status::Ok,
+        Status::Unchanged,
+        Status::NotSet,
+        Status::Hidden,
+    ];
+    let statuses = answers
+        .iter()
+        .map(|status| status.as_str())
+        .chain(ErrorCode::ALL.iter().map(|code| code.as_str()));
+    for status in statuses {
+        for kind in [JobKind::Fetch, JobKind::Update] {
+            let _ = jobs.get_or_create(&JobLabels {
+                kind: kind.as_str().into(),
+                status: status.into(),
+            });
+        }
+    }
+    for kind in [JobKind::Fetch, JobKind::Update] {
+        let labels = KindLabels {
+            kind: kind.as_str().into(),
+        };
+        let _ = duration.get_or_create(&labels);
+        let _ = expired.get_or_create(&labels);
+    }
+    let retried = ErrorCode::ALL
+        .iter()
+        .filter(|code| code.is_transient() || **code == ErrorCode::NotOnWhatsapp);
+    for code in retried {
+        let _ = retries.get_or_create(&ReasonLabels {
+            reason: code.as_str().into(),
+        });
+    }
+    for reason in DEAD_REASONS {
+        let _ = dead_lettered.get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Every `reason` of `avatar_worker_dead_lettered_total` (`crate::broker::DeadReason`).
+const DEAD_REASONS: [&str; 5] = [
+    "invalid_job",
+    "invalid_phone",
+    "retries_exhausted",
+    "redelivery_limit",
+    "result_unroutable",
+];
+
 /// Decrements `avatar_worker_in_flight` when dropped.
 pub struct InFlightGuard {
     gauge: Gauge,
 }
 
 impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Decrements `avatar_worker_job_consumers{kind}` when dropped.
+pub struct ConsumerGuard {
+    gauge: Gauge,
+}
+
+impl Drop for ConsumerGuard {
     fn drop(&mut self) {
         self.gauge.dec();
     }
@@ -368,5 +479,59 @@ mod tests {
         }
         drop(guard);
         assert!(metrics.render().contains("avatar_worker_in_flight 0"));
+    }
+
+    #[test]
+    fn known_series_exist_at_zero_before_anything_happens() {
+        let text = Metrics::new().render();
+        for line in [
+            "avatar_worker_jobs_total{kind=\"fetch\",status=\"ok\"} 0",
+            "avatar_worker_jobs_total{kind=\"fetch\",status=\"device_not_logged_in\"} 0",
+            "avatar_worker_jobs_total{kind=\"update\",status=\"gateway_unauthorized\"} 0",
+            "avatar_worker_jobs_total{kind=\"fetch\",status=\"rate_limited\"} 0",
+            "avatar_worker_job_duration_seconds_count{kind=\"fetch\"} 0",
+            "avatar_worker_job_duration_seconds_count{kind=\"update\"} 0",
+            "avatar_worker_jobs_expired_total{kind=\"update\"} 0",
+            "avatar_worker_retries_total{reason=\"rate_limited\"} 0",
+            "avatar_worker_retries_total{reason=\"not_on_whatsapp\"} 0",
+            "avatar_worker_dead_lettered_total{reason=\"retries_exhausted\"} 0",
+            "avatar_worker_dead_lettered_total{reason=\"invalid_job\"} 0",
+            "avatar_worker_ready 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("avatar_worker_retries_total{reason=\"invalid_job\"}"),
+            "only reasons a retry can have"
+        );
+        for reason in DEAD_REASONS {
+            let parsed = crate::broker::DeadReason::parse(reason).expect("a dead-letter reason");
+            assert_eq!(parsed.as_str(), reason);
+        }
+    }
+
+    #[test]
+    fn job_consumers_are_exposed_at_zero_and_follow_their_guards() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        for kind in ["fetch", "update"] {
+            let line = format!("avatar_worker_job_consumers{{kind=\"{kind}\"}} 0");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        let fetch = metrics.job_consumer(JobKind::Fetch);
+        let update = metrics.job_consumer(JobKind::Update);
+        let text = metrics.render();
+        assert!(text.contains("avatar_worker_job_consumers{kind=\"fetch\"} 1"));
+        assert!(text.contains("avatar_worker_job_consumers{kind=\"update\"} 1"));
+        drop(fetch);
+        let text = metrics.render();
+        assert!(text.contains("avatar_worker_job_consumers{kind=\"fetch\"} 0"));
+        assert!(text.contains("avatar_worker_job_consumers{kind=\"update\"} 1"));
+        drop(update);
+        assert!(
+            metrics
+                .render()
+                .contains("avatar_worker_job_consumers{kind=\"update\"} 0")
+        );
     }
 }

@@ -84,6 +84,7 @@ pub(crate) async fn serve_updates(ctx: Arc<SessionCtx>, stop: CancellationToken)
         Ok(consumer) => consumer,
         Err(err) => return ctx.watch.lost(format!("consuming {queue}: {err}")),
     };
+    let _consuming = ctx.services.metrics.job_consumer(JobKind::Update);
     tracing::info!(update_queue = %queue, "reading update jobs");
     let job = ctx.job();
     loop {

@@ -175,6 +175,7 @@ async fn serve(
             FieldTable::default(),
         )
         .await?;
+    let consuming = services.metrics.job_consumer(JobKind::Fetch);
     backoff.reset();
     tracing::info!(fetch_queue = %fetch_queue, "consuming");
     services.readiness.consuming();
@@ -203,6 +204,7 @@ async fn serve(
     let _ = intake_channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
         .await;
+    drop(consuming);
     stop_lanes.cancel();
     let _ = lanes.await;
     drain(services, tracker).await;

@@ -4,7 +4,7 @@
 use avatar_worker::protocol::{ErrorCode, JobKind};
 use serde_json::json;
 
-use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, WAIT, spawn_app, spawn_app_with};
 use crate::proxy::{Proxy, authority};
 use test_support::broker::broker_url;
 
@@ -14,6 +14,25 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
 }
+
+/// Polls `/metrics` until `series` reads `value` (a consumer starts or ends moments after `/readyz` turns).
+async fn metric_becomes(app: &TestApp, series: &str, value: f64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, text) = app.admin_get("/metrics").await;
+        if sample(&text, series) == Some(value) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} never became {value}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+const FETCH_CONSUMERS: &str = r#"avatar_worker_job_consumers{kind="fetch"}"#;
+const UPDATE_CONSUMERS: &str = r#"avatar_worker_job_consumers{kind="update"}"#;
 
 #[tokio::test]
 async fn metrics_count_jobs_gateway_calls_and_durations() {
@@ -131,6 +150,10 @@ async fn readyz_follows_the_broker_connection() {
             avatar_worker::settings::redact_url(&worker_url)
         )
     );
+    // Ready means consuming the fetch queue; the one replica also wins the update-intake claim.
+    let (_, text) = app.admin_get("/metrics").await;
+    assert_eq!(sample(&text, FETCH_CONSUMERS), Some(1.0), "{text}");
+    metric_becomes(&app, UPDATE_CONSUMERS, 1.0).await;
 
     proxy.pause();
     let reason = app.readyz_becomes(503).await;
@@ -141,6 +164,9 @@ async fn readyz_follows_the_broker_connection() {
     );
     let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(0.0));
+    // The consumers ended with the connection: nobody reads the job queues through this worker.
+    assert_eq!(sample(&text, FETCH_CONSUMERS), Some(0.0), "{text}");
+    metric_becomes(&app, UPDATE_CONSUMERS, 0.0).await;
     // Liveness does not depend on the broker.
     assert_eq!(app.admin_get("/healthz").await.0, 200);
 
@@ -148,6 +174,8 @@ async fn readyz_follows_the_broker_connection() {
     app.readyz_becomes(200).await;
     let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(1.0));
+    assert_eq!(sample(&text, FETCH_CONSUMERS), Some(1.0), "{text}");
+    metric_becomes(&app, UPDATE_CONSUMERS, 1.0).await;
     app.publish_json(
         JobKind::Fetch,
         &json!({"job_id": "after", "phone": "6281300002000"}),
