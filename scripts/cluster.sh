@@ -15,7 +15,7 @@
 #   scripts/cluster.sh start-node N   start node N again; it rejoins the cluster
 #   scripts/cluster.sh leader QUEUE   the node number leading quorum queue QUEUE
 #   scripts/cluster.sh connections    one line per client connection: its node number and its name
-#   scripts/cluster.sh queues         every queue's name
+#   scripts/cluster.sh queues         every queue: its name and its messages
 #   scripts/cluster.sh wait-synced    wait until all three nodes run and see each other
 set -euo pipefail
 
@@ -237,10 +237,10 @@ queues() {
   local n
   for n in "${NODES[@]}"; do
     listening "$n" || continue
-    ctl "$n" -q list_queues name --formatter json | python3 -c '
+    ctl "$n" -q list_queues name messages --formatter json | python3 -c '
 import json, sys
 for row in json.load(sys.stdin):
-    print(row["name"])
+    print(row["name"], row.get("messages", ""))
 '
     return
   done

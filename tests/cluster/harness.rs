@@ -32,6 +32,8 @@ pub struct Scenario {
     shutdown: Shutdown,
     worker: Option<JoinHandle<()>>,
     pub admin: Option<SocketAddr>,
+    /// The job ids of [`Scenario::jobs`], in order: a failure names the ones never answered.
+    created: Mutex<Vec<String>>,
 }
 
 pub fn addresses(urls: &[String]) -> Addresses {
@@ -86,6 +88,7 @@ impl Scenario {
             shutdown: Shutdown::new(),
             worker: None,
             admin: None,
+            created: Mutex::default(),
         }
     }
 
@@ -99,6 +102,19 @@ impl Scenario {
             .await
             .expect("mock control call");
         assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// The mock's request log, as text.
+    pub async fn gateway_log(&self) -> String {
+        let response = reqwest::Client::new()
+            .get(format!("{}/_mock/requests", self.mock.base_url()))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await;
+        match response {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(err) => err.to_string(),
+        }
     }
 
     /// Starts the worker the way `avatar-worker run` does.
@@ -146,18 +162,25 @@ impl Scenario {
 
     /// Fetch jobs `<tag>0` … for distinct numbers.
     pub fn jobs(&self, tag: &str, range: std::ops::Range<usize>) -> Vec<FetchJob> {
-        range
+        let jobs: Vec<FetchJob> = range
             .map(|i| FetchJob {
                 job_id: Some(JobId::parse(format!("{tag}{i}")).expect("a job id")),
                 device_id: Some(DeviceId::parse("dev-a").expect("a device id")),
-                phone: Phone::parse(&format!("6281{i:09}")).expect("a phone"),
+                phone: Phone::parse(&phone_number(i)).expect("a phone"),
                 is_preview: false,
                 is_community: false,
                 known_id: None,
                 download: false,
                 interactive: false,
             })
-            .collect()
+            .collect();
+        let mut created = self.created.lock().unwrap();
+        created.extend(
+            jobs.iter()
+                .filter_map(|job| job.job_id.as_ref())
+                .map(|id| id.as_str().to_string()),
+        );
+        jobs
     }
 
     /// Stops the worker, then deletes every queue of this scenario (lanes included) through `urls`.
@@ -178,6 +201,17 @@ impl Scenario {
             let _ = connected.connection.close(200, "done".into()).await;
         }
     }
+}
+
+/// The number of job `i` (any tag).
+fn phone_number(i: usize) -> String {
+    format!("6281{i:09}")
+}
+
+/// The number of the job with id `<tag><i>`.
+fn phone_of(job_id: &str) -> String {
+    let i = job_id.trim_start_matches(|c: char| !c.is_ascii_digit());
+    phone_number(i.parse().unwrap_or(usize::MAX))
 }
 
 /// The node number on `/readyz`'s `broker …` line.
@@ -244,6 +278,8 @@ pub struct Collected {
     pub results: Vec<JobResult>,
     /// When each new job's first answer arrived.
     pub arrivals: Vec<Instant>,
+    /// Messages on the results queue that are no result envelope.
+    pub unreadable: usize,
 }
 
 impl Collected {
@@ -293,22 +329,45 @@ impl Collector {
         self.collected.lock().unwrap().answered()
     }
 
-    /// Waits until `n` jobs have an answer; panics after `within`.
-    pub async fn until_answered(&self, n: usize, within: Duration) {
+    /// Waits until `n` jobs have an answer; after `within`, panics with the depth of every queue of
+    /// `scenario` (where the missing jobs wait).
+    pub async fn until_answered(&self, n: usize, within: Duration, scenario: &Scenario) {
         let deadline = Instant::now() + within;
         loop {
             let notified = self.progress.notified();
-            let answered = self.answered();
-            if answered >= n {
+            if self.answered() >= n {
                 return;
             }
-            assert!(
-                tokio::time::timeout_at(deadline.into(), notified)
-                    .await
-                    .is_ok()
-                    || self.answered() >= n,
-                "{answered} of {n} jobs answered within {within:?}"
-            );
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+                && self.answered() < n
+            {
+                let depths = crate::nodes::Cluster::queue_depths(scenario.prefix()).await;
+                let missing: Vec<String> = {
+                    let collected = self.collected.lock().unwrap();
+                    let created = scenario.created.lock().unwrap();
+                    created
+                        .iter()
+                        .take(n)
+                        .filter(|id| !collected.bodies.contains_key(*id))
+                        .take(5)
+                        .cloned()
+                        .collect()
+                };
+                // Whether the worker ran them: the mock logs each number it was asked about.
+                let log = scenario.gateway_log().await;
+                let asked: Vec<bool> = missing
+                    .iter()
+                    .map(|id| log.contains(&phone_of(id)))
+                    .collect();
+                panic!(
+                    "{} of {n} jobs answered within {within:?}; never answered: {missing:?} \
+                     (asked at the gateway: {asked:?}); unreadable results: {}; queues: {depths}",
+                    self.answered(),
+                    self.collected.lock().unwrap().unreadable
+                );
+            }
         }
     }
 
@@ -348,7 +407,11 @@ async fn read_results(
             continue;
         };
         while let Some(Ok(delivery)) = consumer.next().await {
-            if let Ok(result) = serde_json::from_slice::<JobResult>(&delivery.data) {
+            let parsed = serde_json::from_slice::<JobResult>(&delivery.data);
+            if parsed.is_err() {
+                collected.lock().unwrap().unreadable += 1;
+            }
+            if let Ok(result) = parsed {
                 let mut collected = collected.lock().unwrap();
                 let bodies = collected
                     .bodies
@@ -405,6 +468,15 @@ impl ReadyWatch {
             }
         });
         Self { seen, task }
+    }
+
+    /// Waits until the last answer seen is `status` (the watch polls every 50 ms).
+    pub async fn until_status(&self, status: u16) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.seen.lock().unwrap().last().map(|seen| seen.1) != Some(status) {
+            assert!(Instant::now() < deadline, "/readyz never answered {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Every change seen: when, the status, and the node.

@@ -52,10 +52,16 @@ async fn the_worker_s_node_killed_mid_run_loses_no_job() {
         .send_all(&scenario.jobs("k", 0..JOBS))
         .await;
 
-    collector.until_answered(JOBS / 3, ANSWERED_WITHIN).await;
+    collector
+        .until_answered(JOBS / 3, ANSWERED_WITHIN, &scenario)
+        .await;
     let killed_at = Instant::now();
     cluster.kill(node).await;
-    collector.until_answered(JOBS, ANSWERED_WITHIN).await;
+    collector
+        .until_answered(JOBS, ANSWERED_WITHIN, &scenario)
+        .await;
+    // Answers can come from lanes before the intake consumes again, and the watch polls every 50 ms.
+    watch.until_status(200).await;
     let seen = watch.stop();
     let collected = collector.stop();
 
@@ -124,9 +130,13 @@ async fn the_job_queue_leader_killed_mid_run_loses_no_job() {
         .send_all(&scenario.jobs("l", 0..JOBS))
         .await;
 
-    collector.until_answered(JOBS / 3, ANSWERED_WITHIN).await;
+    collector
+        .until_answered(JOBS / 3, ANSWERED_WITHIN, &scenario)
+        .await;
     cluster.kill(1).await;
-    collector.until_answered(JOBS, ANSWERED_WITHIN).await;
+    collector
+        .until_answered(JOBS, ANSWERED_WITHIN, &scenario)
+        .await;
     let collected = collector.stop();
     let new_leader = cluster.leader(&scenario.names.fetch).await;
 
@@ -341,7 +351,7 @@ async fn a_rolling_restart_under_200_jobs_a_second_loses_nothing() {
         })
     };
     collector
-        .until_answered(RATE as usize, ANSWERED_WITHIN)
+        .until_answered(RATE as usize, ANSWERED_WITHIN, &scenario)
         .await;
     for node in 1..=3 {
         cluster.stop_node(node).await;
@@ -349,7 +359,9 @@ async fn a_rolling_restart_under_200_jobs_a_second_loses_nothing() {
     }
     stop_tx.send(true).expect("the producer runs");
     let (sent, repeated) = producer.await.expect("the producer finishes");
-    collector.until_answered(sent, ANSWERED_WITHIN).await;
+    collector
+        .until_answered(sent, ANSWERED_WITHIN, &scenario)
+        .await;
     let collected = collector.stop();
 
     assert_eq!(collected.answered(), sent);

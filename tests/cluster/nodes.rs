@@ -87,13 +87,25 @@ impl Cluster {
             .collect()
     }
 
+    /// `name=messages` of every queue whose name starts with `prefix` and holds messages.
+    pub async fn queue_depths(prefix: &str) -> String {
+        run(&["queues"])
+            .await
+            .lines()
+            .filter(|line| line.starts_with(prefix) && !line.ends_with(" 0"))
+            .map(|line| line.replacen(' ', "=", 1))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Every queue whose name starts with `prefix`.
     pub async fn queues(&self, prefix: &str) -> Vec<String> {
         run(&["queues"])
             .await
             .lines()
-            .filter(|queue| queue.starts_with(prefix))
-            .map(str::to_string)
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(queue, _)| queue.starts_with(prefix))
+            .map(|(queue, _)| queue.to_string())
             .collect()
     }
 
