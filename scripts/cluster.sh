@@ -214,13 +214,22 @@ leader() {
   fail "no running node knows a leader of queue $queue"
 }
 
+# Runs a rabbitmqctl command on the first node that listens (every node answers for the whole cluster).
+ctl_any() {
+  local n
+  for n in "${NODES[@]}"; do
+    if listening "$n"; then
+      ctl "$n" -q "$@"
+      return
+    fi
+  done
+  fail "no node is running"
+}
+
 # The connection's node is the port in its name (`peer -> 127.0.0.1:568N`); its name is the one the
 # client gave (client property connection_name).
 connections() {
-  local n
-  for n in "${NODES[@]}"; do
-    listening "$n" || continue
-    ctl "$n" -q list_connections name client_properties --formatter json | python3 -c '
+  ctl_any list_connections name client_properties --formatter json | python3 -c '
 import json, re, sys
 for row in json.load(sys.stdin):
     node = re.search(r"-> [^:]+:568([123])$", row["name"])
@@ -228,23 +237,14 @@ for row in json.load(sys.stdin):
     if node:
         print(node.group(1), given.group(1) if given else "")
 '
-    return
-  done
-  fail "no node is running"
 }
 
 queues() {
-  local n
-  for n in "${NODES[@]}"; do
-    listening "$n" || continue
-    ctl "$n" -q list_queues name messages --formatter json | python3 -c '
+  ctl_any list_queues name messages --formatter json | python3 -c '
 import json, sys
 for row in json.load(sys.stdin):
     print(row["name"], row.get("messages", ""))
 '
-    return
-  done
-  fail "no node is running"
 }
 
 case "${1:-}" in

@@ -12,7 +12,7 @@
 //!   dead letter, ack) in `worker::settle`.
 //! - [`lanes`]: device lanes: a device's backlog waits in the broker, one replica at a time serves a group
 //!   of devices (claims), at each device's pace.
-//! - [`broker`]: RabbitMQ: connection, queue names and topology, the retry policy of the delay queues,
+//! - [`broker`]: RabbitMQ: connection (to the first node of a cluster that answers), queue names and topology, the retry policy of the delay queues,
 //!   the `x-avatar-*` headers, confirmed publishing and dead letters.
 //! - [`backend`]: where WhatsApp work happens; [`backend::GatewayBackend`] talks to a GOWA gateway, and
 //!   with feature `native`, `backend::native` holds sessions in-process; [`backend::build`] picks per device.

@@ -1,5 +1,5 @@
-//! RabbitMQ plumbing: connecting (with backoff), queue names and the topology, the retry policy of the
-//! delay queues, the `x-avatar-*` headers, and publishing with confirms.
+//! RabbitMQ plumbing: connecting to the first node of a cluster that answers (with backoff), queue names and
+//! the topology, the retry policy of the delay queues, the `x-avatar-*` headers, and publishing with confirms.
 
 mod backoff;
 mod connection;

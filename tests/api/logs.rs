@@ -87,9 +87,11 @@ async fn starting_a_malformed_job_and_a_lost_connection_are_one_line_each() {
     }
     let log = worker.stop().await;
     let around_cut: Vec<&String> = log[before..].iter().collect();
+    // The malformed job's ack may still be on its way when the connection is cut: then it comes back and is
+    // refused (and logged) again, as at-least-once allows. Those lines are about the job, not the connection.
     let loud: Vec<&&String> = around_cut
         .iter()
-        .filter(|l| matches!(level(l).as_str(), "WARN" | "ERROR"))
+        .filter(|l| matches!(level(l).as_str(), "WARN" | "ERROR") && !l.contains("\"no-phone\""))
         .collect();
     assert_eq!(
         loud.len(),
