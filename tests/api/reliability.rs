@@ -312,9 +312,17 @@ async fn a_throttled_device_never_delays_another() {
             a_done += 1;
         }
     }
+    // Measured where the calls arrive (the mock), over all of A's calls: with four tests beside this one on two
+    // cores, two calls 200 ms apart at the worker can arrive 100 ms apart, so a one-second window would count
+    // the scheduler's jitter. The exact pace is measured in tests/api/pacing.rs, one test at a time.
     let starts = app.gateway_starts().await;
-    let most = crate::helpers::busiest_window(&starts["dev-a"], 0.9);
-    assert!(most <= 5, "A keeps to 5/s: {most} calls within a second");
+    let a = &starts["dev-a"];
+    let rate = (a.len() - 1) as f64 / (a[a.len() - 1] - a[0]);
+    assert!(
+        rate <= 5.0 * 1.05,
+        "A keeps to 5/s: {rate:.2}/s over {} calls",
+        a.len()
+    );
 }
 
 #[tokio::test]
