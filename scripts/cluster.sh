@@ -141,7 +141,22 @@ wait_synced() {
   fail "the three nodes did not see each other within ${STARTUP_TIMEOUT_S} s: $(status 2>&1 | tr '\n' ' ')"
 }
 
+# The three nodes listen and one of them sees all three running: nothing to do (one rabbitmqctl call, where
+# starting and joining would make a dozen).
+already_running() {
+  local n
+  for n in "${NODES[@]}"; do
+    listening "$n" || return 1
+  done
+  ctl 1 -q cluster_status --formatter json 2>/dev/null |
+    python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if len(s.get("running_nodes",[]))==3 else 1)'
+}
+
 start() {
+  if already_running; then
+    echo "cluster: running ($(urls))"
+    return
+  fi
   prepare
   for n in "${NODES[@]}"; do start_node "$n"; done
   for n in "${NODES[@]}"; do await_node "$n"; done
