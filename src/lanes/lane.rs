@@ -213,6 +213,7 @@ pub async fn run(
             requeue(&ready.delivery).await;
             state.done();
         }
+        give_back_unread(&mut stream).await;
         match pause {
             Some(wait) => {
                 tracing::info!(
@@ -261,6 +262,20 @@ async fn subscribe(
         }
     }
     Some((stream, tags))
+}
+
+/// Deliveries the broker sent before the cancel took effect, still unread in the consumers: back to the lane.
+/// Left unread they would stay unacked on the session's shared channel, and a lane being removed (its queue
+/// checked empty: the broker does not count deliveries in flight) would be deleted with them in it.
+async fn give_back_unread(stream: &mut LaneStream) {
+    // After basic.cancel-ok nothing more comes for a consumer and its stream ends; a stream that neither ends
+    // nor yields belongs to a connection that is going, whose deliveries the broker takes back anyway.
+    const UNREAD_WITHIN: Duration = Duration::from_secs(2);
+    while let Ok(Some((_, delivery))) = tokio::time::timeout(UNREAD_WITHIN, stream.next()).await {
+        if let Ok(delivery) = delivery {
+            requeue(&delivery).await;
+        }
+    }
 }
 
 async fn unsubscribe(ctx: &SessionCtx, tags: &[String]) {
