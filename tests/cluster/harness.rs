@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use avatar_worker::app::App;
-use avatar_worker::broker::{Addresses, QueueNames};
+use avatar_worker::broker::{Addresses, Publisher, QueueNames, Watch};
 use avatar_worker::client::Client;
 use avatar_worker::protocol::{DeviceId, FetchJob, JobId, JobResult, Phone};
 use avatar_worker::settings::{QueueType, Settings, TopologySettings};
 use avatar_worker::shutdown::Shutdown;
 use futures_util::StreamExt;
+use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use secrecy::SecretString;
@@ -262,8 +263,37 @@ impl Producer {
         }
     }
 
+    /// Sends every job before awaiting the confirms (one at a time would take seconds on a quorum queue);
+    /// what is not confirmed goes again through [`Producer::send`].
     pub async fn send_all(&mut self, jobs: &[FetchJob]) {
-        for job in jobs {
+        let mut unconfirmed: Vec<&FetchJob> = jobs.iter().collect();
+        if let Ok(connected) = self.addresses.connect("cluster-producer").await
+            && let Ok(channel) = connected.connection.create_channel().await
+            && let Ok(publisher) = Publisher::new(channel, Watch::new()).await
+        {
+            let mut confirms = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let body = serde_json::to_vec(job).expect("a job serialises");
+                let sent = publisher
+                    .send(&self.names.fetch, &body, BasicProperties::default())
+                    .await;
+                confirms.push(sent);
+            }
+            let mut failed = Vec::new();
+            for (job, sent) in jobs.iter().zip(confirms) {
+                let confirmed = match sent {
+                    Ok(confirm) => confirm.await,
+                    Err(err) => Err(err),
+                };
+                if confirmed.is_err() {
+                    failed.push(job);
+                }
+            }
+            self.repeated += failed.len();
+            unconfirmed = failed;
+            let _ = connected.connection.close(200, "sent".into()).await;
+        }
+        for job in unconfirmed {
             self.send(job).await;
         }
     }
