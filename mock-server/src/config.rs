@@ -34,6 +34,16 @@ impl Default for Shares {
 }
 
 impl Shares {
+    /// Every contact has a picture: a test's jobs all answer `ok` unless it says otherwise.
+    pub fn every_picture_set() -> Self {
+        Self {
+            set: 1.0,
+            not_set: 0.0,
+            hidden: 0.0,
+            not_on_whatsapp: 0.0,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), String> {
         let all = [self.set, self.not_set, self.hidden, self.not_on_whatsapp];
         if all.iter().any(|v| !v.is_finite() || *v < 0.0) {

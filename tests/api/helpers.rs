@@ -193,12 +193,7 @@ pub fn mock_config(devices: Vec<String>) -> mock_server::Config {
     mock_server::Config {
         basic_auth: vec![(USER.into(), PASSWORD.into())],
         devices,
-        shares: mock_server::Shares {
-            set: 1.0,
-            not_set: 0.0,
-            hidden: 0.0,
-            not_on_whatsapp: 0.0,
-        },
+        shares: mock_server::Shares::every_picture_set(),
         ..mock_server::Config::default()
     }
 }

@@ -53,12 +53,7 @@ impl Scenario {
         let mock = mock_server::spawn(mock_server::Config {
             basic_auth: vec![(USER.into(), PASSWORD.into())],
             devices: vec!["dev-a".into()],
-            shares: mock_server::Shares {
-                set: 1.0,
-                not_set: 0.0,
-                hidden: 0.0,
-                not_on_whatsapp: 0.0,
-            },
+            shares: mock_server::Shares::every_picture_set(),
             ..mock_server::Config::default()
         })
         .await
