@@ -419,12 +419,8 @@ async fn enqueue_wait_warns_without_a_worker_and_gives_up_after_its_timeout_in_s
 
 #[tokio::test]
 async fn an_unreachable_broker_is_said_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let refusing = test_support::ports::RefusingPort::new();
+    let url = format!("amqp://guest:guest@{}/%2f", refusing.addr());
     let out = output(bare(
         &["enqueue", "fetch", "--phone", "6281234567892"],
         &[("AVATAR_WORKER__AMQP__URL", url.as_str())],

@@ -98,11 +98,8 @@ async fn transient_failures_retry_then_dead_letter_with_their_history() {
 
 #[tokio::test]
 async fn gateway_down_for_ten_seconds_then_back_every_job_finishes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = test_support::ports::RefusingPort::new();
+    let port = refusing.port();
     let mut app = spawn_app_with(AppOptions {
         configure: Box::new(move |s| {
             s.gateway.base_url = format!("http://127.0.0.1:{port}");
@@ -117,7 +114,7 @@ async fn gateway_down_for_ten_seconds_then_back_every_job_finishes() {
     // The outage itself is the scenario: ten seconds of nothing listening on the gateway's port.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let gateway = mock_server::spawn(mock_server::Config {
-        port,
+        port: refusing.release(),
         ..crate::helpers::mock_config(vec!["dev-a".into()])
     })
     .await

@@ -271,9 +271,8 @@ async fn slow_servers_time_out_and_statuses_are_classified() {
 
 #[tokio::test]
 async fn failures_show_no_query_string() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
+    let refusing = test_support::ports::RefusingPort::new();
+    let addr = refusing.addr();
     let allowed = ImageSettings {
         allow_hosts: vec![addr.to_string()],
         ..settings()
