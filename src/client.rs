@@ -114,7 +114,10 @@ impl Client {
     ) -> Result<Self, ClientError> {
         let addresses = addresses.into();
         let connection = addresses.connect("avatar-worker-client").await?.connection;
-        let publisher = Publisher::new(connection.create_channel().await?, Watch::new()).await?;
+        let watch = Watch::new();
+        watch.follow(&connection);
+        let channel = watch.request(connection.create_channel()).await?;
+        let publisher = Publisher::new(channel, watch).await?;
         Ok(Self {
             addresses,
             connection,

@@ -44,8 +44,8 @@ fn exposed_series() -> BTreeSet<String> {
     let metrics = avatar_worker::ops::Metrics::new();
     metrics.gateway_request(GatewayOp::Get, "200");
     metrics.set_native_session("phone-1", "connected", &["connected", "logged_out"]);
-    metrics.claim_owned("shard", 1);
-    metrics.lane_running(1);
+    let _claim = metrics.claim_owned("shard");
+    let _lane = metrics.lane_running();
     metrics.published("hop");
     let text = metrics.render();
     let mut out = BTreeSet::new();

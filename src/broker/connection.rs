@@ -136,6 +136,17 @@ impl Addresses {
     }
 }
 
+/// How long closing a connection may take before its owner moves on (reconnects or exits).
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Closes `connection` (the broker takes back every unacked delivery), giving up after a few seconds: lapin
+/// never answers a close sent after its I/O loop stopped, which a lost node can cause at any moment.
+pub async fn close(connection: &Connection, reason: &str) {
+    if connection.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_WITHIN, connection.close(200, reason.into())).await;
+    }
+}
+
 impl From<&str> for Addresses {
     fn from(url: &str) -> Self {
         Self::one(url)

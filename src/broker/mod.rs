@@ -14,7 +14,7 @@ mod topology;
 mod watch;
 
 pub use backoff::Backoff;
-pub use connection::{Addresses, Connected, DEFAULT_CONNECT_TIMEOUT};
+pub use connection::{Addresses, Connected, DEFAULT_CONNECT_TIMEOUT, close};
 pub use dead_letter::{DeadLetter, DeadReason};
 pub use failure::ConnectionLost;
 pub(crate) use failure::warn_unless_connection_lost;

@@ -36,8 +36,8 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn new(channel: Channel, watch: Watch) -> Result<Self, lapin::Error> {
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
+        watch
+            .request(channel.confirm_select(ConfirmSelectOptions::default()))
             .await?;
         Ok(Self { channel, watch })
     }
@@ -64,24 +64,21 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<impl Future<Output = Result<(), PublishError>> + Send + 'static, PublishError> {
-        let sent = self
-            .channel
-            .basic_publish(
-                ShortString::from(""),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties.with_delivery_mode(2),
-            )
-            .await;
-        let confirm = sent.map_err(|err| self.broken(err))?;
+        let sent = self.watch.request(self.channel.basic_publish(
+            ShortString::from(""),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties.with_delivery_mode(2),
+        ));
+        let confirm = sent.await.map_err(|err| self.broken(err))?;
         let queue = queue.to_string();
         let watch = self.watch.clone();
         Ok(async move {
-            match confirm.await {
+            match watch.request(confirm).await {
                 Ok(Confirmation::Ack(None)) => Ok(()),
                 Ok(Confirmation::Ack(Some(returned)))
                     if returned.delivery.routing_key.as_str() == queue =>

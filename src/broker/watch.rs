@@ -36,6 +36,64 @@ impl Watch {
         self.lost.cancelled().await;
     }
 
+    /// Runs `work` unless the session is lost first. lapin never answers a request made after its I/O loop
+    /// has stopped (a lost connection): its future waits forever. Every wait on the broker that can outlive the
+    /// connection goes through here, so a lost connection ends it.
+    pub async fn bound<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = work => Some(out),
+            _ = self.wait() => None,
+        }
+    }
+
+    /// A broker request bounded like [`Watch::bound`]; cut short, it fails as a lost connection.
+    pub async fn request<T, F>(&self, request: F) -> Result<T, lapin::Error>
+    where
+        F: std::future::Future<Output = Result<T, lapin::Error>>,
+    {
+        self.bound(request).await.unwrap_or_else(|| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the connection was lost",
+            )
+            .into())
+        })
+    }
+
+    /// Runs `work` as a task that ends when the session is lost, wherever it waits.
+    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let watch = self.clone();
+        tokio::spawn(async move {
+            let _ = watch.bound(work).await;
+        })
+    }
+
+    /// Ends the session when `connection` fails, even while nothing else is waiting on the broker. (A
+    /// channel's error is reported as the same event; the connection's state tells them apart.)
+    pub fn follow(&self, connection: &lapin::Connection) {
+        use futures_util::StreamExt;
+        let mut events = connection.events_listener();
+        let status = connection.status().clone();
+        if !status.connected() {
+            // Failed before anyone listened: its error event is gone.
+            return self.lost("connection: not connected");
+        }
+        let watch = self.clone();
+        tokio::spawn(async move {
+            while let Some(Some(event)) = watch.bound(events.next()).await {
+                if let lapin::Event::Error(err) = event
+                    && !status.connected()
+                {
+                    watch.lost(format!("connection: {err}"));
+                }
+            }
+        });
+    }
+
     pub fn reason(&self) -> String {
         self.reason
             .lock()

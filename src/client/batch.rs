@@ -217,14 +217,15 @@ impl Driver {
             .await?
             .connection;
         let result = self.exchange(&connection).await;
-        if connection.status().connected() {
-            let _ = connection.close(200, "batch finished".into()).await;
-        }
+        crate::broker::close(&connection, "batch finished").await;
         result
     }
 
     async fn exchange(&mut self, connection: &Connection) -> Result<SessionEnd, ClientError> {
-        let publisher = Publisher::new(connection.create_channel().await?, Watch::new()).await?;
+        let watch = Watch::new();
+        watch.follow(connection);
+        let channel = watch.request(connection.create_channel()).await?;
+        let publisher = Publisher::new(channel, watch).await?;
         let mut reply = ReplyQueue::open(connection).await?;
         let again: Vec<FetchJob> = self.outstanding.values().cloned().collect();
         let ttl = self.options.job_ttl;

@@ -139,7 +139,7 @@ impl GroupOwner {
             .send(&queue, &delivery.data, properties)
             .await;
         self.ctx.services.metrics.published("lane");
-        self.ctx.tracker.spawn(async move {
+        self.ctx.spawn_job(async move {
             let confirmed = match sent {
                 Ok(confirm) => confirm.await,
                 Err(err) => Err(err),
@@ -184,7 +184,7 @@ impl GroupOwner {
     fn run_lane(&mut self, key: LaneKey, start: Start) {
         let state = Arc::new(LaneState::new());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(lane::run(
+        let task = self.ctx.watch.spawn(lane::run(
             self.ctx.clone(),
             key.clone(),
             start,

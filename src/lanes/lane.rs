@@ -134,9 +134,7 @@ pub async fn run(
         .unwrap_or(usize::from(settings.worker.prefetch));
     let slots = Arc::new(Semaphore::new(concurrency));
     let (feedback_tx, mut feedback) = mpsc::unbounded_channel::<Feedback>();
-    let metrics = ctx.services.metrics.clone();
-    metrics.lane_running(1);
-    let _running = scopeguard(move || metrics.lane_running(-1));
+    let _running = ctx.services.metrics.lane_running();
     loop {
         let Some((mut stream, tags)) = subscribe(&ctx, &key, concurrency).await else {
             return;
@@ -296,24 +294,11 @@ fn start_job(
 ) {
     let job = ctx.job();
     let state = state.clone();
-    ctx.tracker.spawn(async move {
+    ctx.spawn_job(async move {
         delivery::run(&job, ready, &feedback).await;
         // The device's slot is kept until the job is settled, so its results leave in the order they ran.
         drop(slot);
         state.touch();
         state.done();
     });
-}
-
-/// Runs `f` when dropped: a lane stops counting as running however it ends.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

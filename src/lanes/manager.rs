@@ -13,6 +13,7 @@ use super::group::GroupOwner;
 use super::names::Group;
 use super::{LaneKey, SessionCtx};
 use crate::devices::Start;
+use crate::ops::GaugeGuard;
 use crate::protocol::DeviceId;
 use crate::worker::intake;
 
@@ -20,6 +21,8 @@ struct Owned {
     stop: CancellationToken,
     task: JoinHandle<()>,
     markers: Option<mpsc::UnboundedSender<LaneKey>>,
+    /// Counted in `avatar_worker_claims_owned` while this replica owns the claim.
+    _counted: GaugeGuard,
 }
 
 /// The `claim` label of `avatar_worker_claims_owned`.
@@ -60,7 +63,7 @@ impl Manager {
             events_tx,
             ctx.watch.clone(),
         );
-        tokio::spawn(runner.run(commands));
+        ctx.watch.spawn(runner.run(commands));
         let mut subscriptions: Vec<ClaimId> = (0..ctx.services.settings.lanes.groups)
             .map(|n| ClaimId::Group(Group::Shard(n)))
             .collect();
@@ -112,12 +115,8 @@ impl Manager {
         for owned in self.owned.values() {
             owned.stop.cancel();
         }
-        for (claim, owned) in self.owned.drain() {
+        for (_, owned) in self.owned.drain() {
             let _ = owned.task.await;
-            self.ctx
-                .services
-                .metrics
-                .claim_owned(metric_kind(&claim), -1);
         }
     }
 
@@ -130,10 +129,6 @@ impl Manager {
             } => {
                 tracing::info!(?claim, ?start, lanes = lanes.len(), "claim won");
                 let owned = self.run_owner(&claim, start, lanes);
-                self.ctx
-                    .services
-                    .metrics
-                    .claim_owned(metric_kind(&claim), 1);
                 self.owned.insert(claim, owned);
             }
             ClaimEvent::Lane { claim, lane } => {
@@ -146,23 +141,32 @@ impl Manager {
 
     fn run_owner(&self, claim: &ClaimId, start: Start, lanes: Vec<LaneKey>) -> Owned {
         let stop = CancellationToken::new();
+        let counted = self.ctx.services.metrics.claim_owned(metric_kind(claim));
         match claim {
             ClaimId::Group(group) => {
                 let (markers, markers_rx) = mpsc::unbounded_channel();
                 let owner = GroupOwner::new(self.ctx.clone(), group.clone(), self.claims.clone());
-                let task = tokio::spawn(owner.serve(start, lanes, markers_rx, stop.clone()));
+                let task =
+                    self.ctx
+                        .watch
+                        .spawn(owner.serve(start, lanes, markers_rx, stop.clone()));
                 Owned {
                     stop,
                     task,
                     markers: Some(markers),
+                    _counted: counted,
                 }
             }
             ClaimId::UpdateIntake => {
-                let task = tokio::spawn(intake::serve_updates(self.ctx.clone(), stop.clone()));
+                let task = self
+                    .ctx
+                    .watch
+                    .spawn(intake::serve_updates(self.ctx.clone(), stop.clone()));
                 Owned {
                     stop,
                     task,
                     markers: None,
+                    _counted: counted,
                 }
             }
         }
@@ -268,10 +272,6 @@ impl Manager {
         if let Some(owned) = self.owned.remove(claim) {
             owned.stop.cancel();
             let _ = owned.task.await;
-            self.ctx
-                .services
-                .metrics
-                .claim_owned(metric_kind(claim), -1);
         }
     }
 }

@@ -300,15 +300,15 @@ impl Metrics {
             .inc();
     }
 
-    /// This replica now owns one claim more (`+1`) or one fewer (`-1`) of `kind`.
-    pub fn claim_owned(&self, kind: &str, change: i64) {
+    /// Counts a claim of `kind` this replica owns until the returned guard drops.
+    pub fn claim_owned(&self, kind: &str) -> GaugeGuard {
         let labels = ClaimLabels { claim: kind.into() };
-        self.inner.claims.get_or_create(&labels).inc_by(change);
+        GaugeGuard::count(&self.inner.claims.get_or_create(&labels))
     }
 
-    /// One lane more (`+1`) or fewer (`-1`) running here.
-    pub fn lane_running(&self, change: i64) {
-        self.inner.lanes.inc_by(change);
+    /// Counts a lane running here until the returned guard drops.
+    pub fn lane_running(&self) -> GaugeGuard {
+        GaugeGuard::count(&self.inner.lanes)
     }
 
     /// A job published on its way: `hop` (to a group's inbox), `lane`, or `retry`.
@@ -332,25 +332,17 @@ impl Metrics {
     }
 
     /// Counts a job as executing until the returned guard drops, so every exit path decrements.
-    pub fn in_flight(&self) -> InFlightGuard {
-        self.inner.in_flight.inc();
-        InFlightGuard {
-            gauge: self.inner.in_flight.clone(),
-        }
+    pub fn in_flight(&self) -> GaugeGuard {
+        GaugeGuard::count(&self.inner.in_flight)
     }
 
     /// Counts a consumer on the job queue of `kind` until the returned guard drops (the consumer ended with
     /// its session, or was cancelled).
-    pub fn job_consumer(&self, kind: JobKind) -> ConsumerGuard {
-        let gauge = self
-            .inner
-            .consumers
-            .get_or_create(&KindLabels {
-                kind: kind.as_str().into(),
-            })
-            .clone();
-        gauge.inc();
-        ConsumerGuard { gauge }
+    pub fn job_consumer(&self, kind: JobKind) -> GaugeGuard {
+        let labels = KindLabels {
+            kind: kind.as_str().into(),
+        };
+        GaugeGuard::count(&self.inner.consumers.get_or_create(&labels))
     }
 
     pub fn set_connected(&self, connected: bool) {
@@ -432,23 +424,22 @@ const DEAD_REASONS: [&str; 5] = [
     "result_unroutable",
 ];
 
-/// Decrements `avatar_worker_in_flight` when dropped.
-pub struct InFlightGuard {
+/// Takes its one back from a gauge when dropped: a job in flight, a consumer, an owned claim, a running lane,
+/// counted for exactly as long as it lasts, however it ends.
+pub struct GaugeGuard {
     gauge: Gauge,
 }
 
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.gauge.dec();
+impl GaugeGuard {
+    fn count(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self {
+            gauge: gauge.clone(),
+        }
     }
 }
 
-/// Decrements `avatar_worker_job_consumers{kind}` when dropped.
-pub struct ConsumerGuard {
-    gauge: Gauge,
-}
-
-impl Drop for ConsumerGuard {
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.gauge.dec();
     }

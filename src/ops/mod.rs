@@ -9,5 +9,5 @@ pub mod metrics;
 pub mod readiness;
 
 pub use admin::{AdminServer, serve};
-pub use metrics::{ConsumerGuard, InFlightGuard, Metrics};
+pub use metrics::{GaugeGuard, Metrics};
 pub use readiness::{Readiness, ReadyState};

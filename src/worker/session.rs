@@ -38,7 +38,7 @@ pub(crate) struct SessionCtx {
     consume_lock: Mutex<()>,
     pub lane_names: LaneNames,
     pub watch: Watch,
-    pub tracker: TaskTracker,
+    tracker: TaskTracker,
     replies: ReplyCheck,
     declared: Arc<std::sync::Mutex<std::collections::HashSet<Group>>>,
     tags: AtomicU64,
@@ -96,6 +96,15 @@ impl SessionCtx {
         counts.map(|(_, consumers)| consumers)
     }
 
+    /// Runs one job's work (or one hop's settling) as a task the drain waits for, ended when the session is
+    /// lost: an ack or publish then could wait for lapin forever, and the broker redelivers the job anyway.
+    pub fn spawn_job(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let watch = self.watch.clone();
+        self.tracker.spawn(async move {
+            let _ = watch.bound(work).await;
+        });
+    }
+
     pub fn job(&self) -> JobCtx {
         JobCtx {
             services: self.services.clone(),
@@ -115,14 +124,28 @@ pub(crate) async fn run(
     let connection = Arc::new(connection);
     let tracker = TaskTracker::new();
     let watch = Watch::new();
-    let end = match serve(services, &connection, shutdown, backoff, &tracker, &watch).await {
-        Ok(end) => end,
-        Err(err) => SessionEnd::Lost(err.to_string()),
+    watch.follow(&connection);
+    let served = watch.bound(serve(
+        services,
+        &connection,
+        shutdown,
+        backoff,
+        &tracker,
+        &watch,
+    ));
+    let end = match served.await {
+        Some(Ok(end)) => end,
+        Some(Err(err)) => SessionEnd::Lost(err.to_string()),
+        None => SessionEnd::Lost(watch.reason()),
     };
     tracker.close();
+    if let SessionEnd::Lost(reason) = &end {
+        // Everything still at work on this connection stops waiting on it.
+        watch.lost(reason.as_str());
+    }
     // Closing returns every unacked delivery to its queue. Tasks of a lost connection finish on their
     // own: their publishes and acks fail and the broker redelivers those jobs.
-    let _ = connection.close(200, "worker stopping".into()).await;
+    broker::close(&connection, "worker stopping").await;
     end
 }
 
@@ -152,7 +175,7 @@ async fn serve(
     });
     let stop_lanes = CancellationToken::new();
     let manager = Manager::start(ctx.clone(), connection.create_channel().await?);
-    let lanes = tokio::spawn(manager.run(stop_lanes.clone()));
+    let lanes = watch.spawn(manager.run(stop_lanes.clone()));
 
     let intake_channel = connection.create_channel().await?;
     intake_channel
@@ -190,7 +213,7 @@ async fn serve(
         match next {
             Some(Ok(delivery)) => {
                 let job = ctx.job();
-                tracker.spawn(async move { intake::handle(&job, JobKind::Fetch, delivery).await });
+                ctx.spawn_job(async move { intake::handle(&job, JobKind::Fetch, delivery).await });
             }
             Some(Err(err)) => break SessionEnd::Lost(format!("fetch consumer: {err}")),
             None => break SessionEnd::Lost("the broker cancelled the fetch consumer".into()),

@@ -57,3 +57,51 @@ async fn the_worker_reconnects_and_answers_every_job() {
     app.stop_worker().await;
     assert_eq!(app.queue_depth(&app.names.fetch.clone()).await, 0);
 }
+
+/// The session watch ends on a lost connection, with nothing waiting on the broker (lapin never answers a
+/// request sent after its I/O stopped), and not on one channel's error.
+#[tokio::test]
+async fn the_session_watch_follows_the_connection_not_its_channels() {
+    let broker = broker_url().await;
+    let (userinfo, upstream) = authority(&broker);
+    let proxy = Proxy::start(upstream).await;
+    let via_proxy = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
+    let connection = lapin::Connection::connect(&via_proxy, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let watch = avatar_worker::broker::Watch::new();
+    watch.follow(&connection);
+
+    let channel = connection.create_channel().await.unwrap();
+    let missing = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    let refused = channel
+        .queue_declare(
+            missing.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "a passive declare of a missing queue fails"
+    );
+    // The channel's close went through the same events; the connection is still good.
+    let still = connection.create_channel().await.unwrap();
+    still.close(200, "checked".into()).await.unwrap();
+    assert!(!watch.is_lost(), "{}", watch.reason());
+
+    proxy.cut();
+    tokio::time::timeout(std::time::Duration::from_secs(10), watch.wait())
+        .await
+        .expect("the watch ends when the connection does");
+    assert!(
+        watch.reason().starts_with("connection:"),
+        "{}",
+        watch.reason()
+    );
+    // What would otherwise wait forever ends with the watch.
+    assert!(watch.bound(std::future::pending::<()>()).await.is_none());
+}

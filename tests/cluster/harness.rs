@@ -261,37 +261,58 @@ impl Producer {
     /// Sends every job before awaiting the confirms (one at a time would take seconds on a quorum queue);
     /// what is not confirmed goes again through [`Producer::send`].
     pub async fn send_all(&mut self, jobs: &[FetchJob]) {
-        let mut unconfirmed: Vec<&FetchJob> = jobs.iter().collect();
-        if let Ok(connected) = self.addresses.connect("cluster-producer").await
-            && let Ok(channel) = connected.connection.create_channel().await
-            && let Ok(publisher) = Publisher::new(channel, Watch::new()).await
-        {
-            let mut confirms = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let body = serde_json::to_vec(job).expect("a job serialises");
-                let sent = publisher
-                    .send(&self.names.fetch, &body, BasicProperties::default())
-                    .await;
-                confirms.push(sent);
+        let unconfirmed = match self.addresses.connect("cluster-producer").await {
+            Ok(connected) => {
+                let failed =
+                    publish_confirmed(&connected.connection, &self.names.fetch, jobs).await;
+                avatar_worker::broker::close(&connected.connection, "sent").await;
+                failed
             }
-            let mut failed = Vec::new();
-            for (job, sent) in jobs.iter().zip(confirms) {
-                let confirmed = match sent {
-                    Ok(confirm) => confirm.await,
-                    Err(err) => Err(err),
-                };
-                if confirmed.is_err() {
-                    failed.push(job);
-                }
-            }
-            self.repeated += failed.len();
-            unconfirmed = failed;
-            let _ = connected.connection.close(200, "sent".into()).await;
-        }
+            Err(_) => jobs.iter().collect(),
+        };
+        self.repeated += unconfirmed.len();
         for job in unconfirmed {
             self.send(job).await;
         }
     }
+}
+
+/// Publishes every job, then awaits their confirms; returns the jobs not confirmed.
+async fn publish_confirmed<'a>(
+    connection: &lapin::Connection,
+    queue: &str,
+    jobs: &'a [FetchJob],
+) -> Vec<&'a FetchJob> {
+    // A node stopping under a new connection can leave lapin's requests unanswered: the watch ends them.
+    let watch = Watch::new();
+    watch.follow(connection);
+    let publisher = match watch.request(connection.create_channel()).await {
+        Ok(channel) => Publisher::new(channel, watch).await,
+        Err(err) => Err(err),
+    };
+    let Ok(publisher) = publisher else {
+        return jobs.iter().collect();
+    };
+    let mut confirms = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let body = serde_json::to_vec(job).expect("a job serialises");
+        confirms.push(
+            publisher
+                .send(queue, &body, BasicProperties::default())
+                .await,
+        );
+    }
+    let mut failed = Vec::new();
+    for (job, sent) in jobs.iter().zip(confirms) {
+        let confirmed = match sent {
+            Ok(confirm) => confirm.await,
+            Err(err) => Err(err),
+        };
+        if confirmed.is_err() {
+            failed.push(job);
+        }
+    }
+    failed
 }
 
 /// Every result that reached the results queue, read through any node and moving on when its node is lost.
@@ -415,6 +436,9 @@ async fn read_results(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        // A node stopping under a new connection can leave lapin's requests unanswered: the watch ends them.
+        let watch = Watch::new();
+        watch.follow(&connected.connection);
         let consumer = async {
             let channel = connected.connection.create_channel().await?;
             channel.basic_qos(500, BasicQosOptions::default()).await?;
@@ -427,11 +451,11 @@ async fn read_results(
                 )
                 .await
         };
-        let Ok(mut consumer) = consumer.await else {
+        let Some(Ok(mut consumer)) = watch.bound(consumer).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        while let Some(Ok(delivery)) = consumer.next().await {
+        while let Some(Some(Ok(delivery))) = watch.bound(consumer.next()).await {
             let parsed = serde_json::from_slice::<JobResult>(&delivery.data);
             if parsed.is_err() {
                 collected.lock().unwrap().unreadable += 1;
@@ -451,7 +475,7 @@ async fn read_results(
                 }
             }
             progress.notify_waiters();
-            let _ = delivery.ack(BasicAckOptions::default()).await;
+            let _ = watch.bound(delivery.ack(BasicAckOptions::default())).await;
         }
     }
 }
