@@ -40,9 +40,11 @@ impl Watch {
     /// has stopped (a lost connection): its future waits forever. Every wait on the broker that can outlive the
     /// connection goes through here, so a lost connection ends it.
     pub async fn bound<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        // Pinned where it is: a job's future is kilobytes, and `select!` would move it once more.
+        tokio::pin!(work);
         tokio::select! {
             biased;
-            out = work => Some(out),
+            out = &mut work => Some(out),
             _ = self.wait() => None,
         }
     }
