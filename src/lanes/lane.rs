@@ -295,7 +295,7 @@ fn start_job(
     let job = ctx.job();
     let state = state.clone();
     ctx.spawn_job(async move {
-        delivery::run(&job, ready, &feedback).await;
+        delivery::run(&job, ready, delivery::RunsIn::Lane(&feedback)).await;
         // The device's slot is kept until the job is settled, so its results leave in the order they ran.
         drop(slot);
         state.touch();

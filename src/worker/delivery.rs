@@ -37,14 +37,15 @@ pub(crate) enum Feedback {
     RateLimited { retry_after: Option<Duration> },
 }
 
-/// A lane delivery checked on arrival, waiting for its device's turn.
+/// A lane delivery checked on arrival, waiting for its device's turn; or an unpaced fetch the intake runs
+/// at once (`super::intake`).
 pub(crate) struct Ready {
     pub delivery: Delivery,
     pub lane: LaneKind,
-    parsed: ParsedJob,
-    headers: JobHeaders,
-    started: Instant,
-    span: tracing::Span,
+    pub parsed: ParsedJob,
+    pub headers: JobHeaders,
+    pub started: Instant,
+    pub span: tracing::Span,
 }
 
 /// Reads a job, the same way wherever it is read: bounded, with a span naming it in every log line.
@@ -162,11 +163,14 @@ async fn check(
 }
 
 /// Runs a job at its turn and settles it.
-pub(crate) async fn run(
-    job: &JobCtx,
-    ready: Ready,
-    feedback: &tokio::sync::mpsc::UnboundedSender<Feedback>,
-) {
+/// Where a job runs: in its device's lane, which hears of throttling, or where it was read (an unpaced
+/// fetch, `super::intake`).
+pub(crate) enum RunsIn<'a> {
+    Lane(&'a tokio::sync::mpsc::UnboundedSender<Feedback>),
+    Intake,
+}
+
+pub(crate) async fn run(job: &JobCtx, ready: Ready, runs_in: RunsIn<'_>) {
     let Ready {
         delivery,
         lane,
@@ -199,13 +203,19 @@ pub(crate) async fn run(
         };
         if let Err(err) = &outcome
             && err.code == ErrorCode::RateLimited
+            && let RunsIn::Lane(lane) = runs_in
         {
-            let _ = feedback.send(Feedback::RateLimited {
+            let _ = lane.send(Feedback::RateLimited {
                 retry_after: err.retry_after,
             });
         }
         let job_queue = services.names.job_queue(kind);
-        let lane_queue = services.lane_names.lane(parsed.device_id.as_ref(), lane);
+        // What waits for the backend waits in its lane; a job run at intake reaches its lane through the inbox.
+        let device = parsed.device_id.as_ref();
+        let lane_queue = match runs_in {
+            RunsIn::Lane(_) => services.lane_names.lane(device, lane),
+            RunsIn::Intake => services.lane_names.inbox(&services.group_of(device)),
+        };
         let routing = Routing {
             device: parsed.device_id.clone(),
             lane,

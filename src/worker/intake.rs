@@ -1,77 +1,132 @@
-//! Where a job enters: read from its job queue, checked once, answered at once when it cannot run, and
-//! otherwise sent to the inbox of the group that owns its device (`crate::lanes`). Fetch jobs are read by
-//! every replica; update jobs by the one replica holding the update-intake claim, one at a time, so a
-//! device's updates reach its lane in the order they were published.
+//! Where a job enters: read from its job queue, checked once, answered at once when it cannot run, run here
+//! when it is an unpaced fetch, and otherwise sent to the inbox of the group that owns its device
+//! (`crate::lanes`). Fetch jobs are read by every replica; update jobs by the one replica holding the
+//! update-intake claim, one at a time, so a device's updates reach its lane in the order they were published.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::BasicCancelOptions;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::decide;
-use super::delivery::{JobCtx, read};
+use super::decide::{self, Decision};
+use super::delivery::{self, JobCtx, Ready, read};
 use super::settle::Settle;
 use crate::broker::JobHeaders;
 use crate::devices::{UpdateOrder, now_ms};
-use crate::lanes::names::LaneKind;
+use crate::lanes::names::{Group, LaneKind};
 use crate::lanes::{Routing, SessionCtx};
-use crate::protocol::{Job, JobError, JobKind};
+use crate::protocol::{Job, JobError, JobKind, ParsedJob};
 
 pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
     let started = Instant::now();
+    let (parsed, span) = read(&job.services, kind, &delivery);
+    let admitted = span.in_scope(|| admit(job, kind, &delivery, &parsed, started));
+    let (delivery, decision) = match admitted {
+        Admitted::Settle(decision) => (delivery, decision),
+        Admitted::Lane { headers, routing }
+            if runs_here(job, &routing, &headers, &delivery).await =>
+        {
+            let ready = Ready {
+                delivery,
+                lane: routing.lane,
+                parsed,
+                headers,
+                started,
+                span,
+            };
+            return delivery::run(job, ready, delivery::RunsIn::Intake).await;
+        }
+        Admitted::Lane { headers, routing } => {
+            let group = job.services.group_of(routing.device.as_ref());
+            let inbox = job.services.lane_names.inbox(&group);
+            (delivery, decide::hop(headers, &inbox, routing, now_ms()))
+        }
+    };
+    let settle = Settle {
+        job,
+        delivery: &delivery,
+        kind,
+    };
+    settle.apply(decision).instrument(span).await
+}
+
+/// What the intake makes of a job: settled here, or on its way to its device's lane.
+enum Admitted {
+    Settle(Decision),
+    Lane {
+        headers: JobHeaders,
+        routing: Routing,
+    },
+}
+
+fn admit(
+    job: &JobCtx,
+    kind: JobKind,
+    delivery: &Delivery,
+    parsed: &ParsedJob,
+    started: Instant,
+) -> Admitted {
     let services = &job.services;
-    let (parsed, span) = read(services, kind, &delivery);
-    async {
-        let settle = Settle {
-            job,
-            delivery: &delivery,
-            kind,
-        };
-        let mut headers = JobHeaders::read(delivery.properties.headers().as_ref());
-        let job_queue = services.names.job_queue(kind);
-        // Counted before anything else: a job that breaks the worker, however it is made, cannot loop.
-        if delivery.redelivered {
-            let limit = services.settings.retry.max_redeliveries;
-            let decision = decide::redelivered(&parsed, headers, limit, (job_queue, None), started);
-            return settle.apply(decision).await;
-        }
-        let checked = parsed
-            .job
-            .clone()
-            .and_then(|request| allowed_reply_to(job, &delivery.properties).map(|()| request));
-        let request = match checked {
-            Ok(request) => request,
-            Err(err) => {
-                return settle
-                    .apply(decide::refuse(&parsed, err, headers, started))
-                    .await;
-            }
-        };
-        let now = now_ms();
-        if headers.expires_at_ms.is_none() {
-            headers.expires_at_ms = deadline(&delivery.properties, now);
-        }
-        if kind == JobKind::Update {
-            let stamp = UpdateOrder::plausible(headers.stamp);
-            headers.stamp = Some(stamp.unwrap_or_else(|| services.order.stamp()));
-        }
-        let routing = Routing {
-            device: parsed.device_id.clone(),
-            lane: lane_of(job, &request, &delivery.properties),
-        };
-        let group = services.group_of(parsed.device_id.as_ref());
-        let inbox = services.lane_names.inbox(&group);
-        settle
-            .apply(decide::hop(headers, &inbox, routing, now))
-            .await
+    let mut headers = JobHeaders::read(delivery.properties.headers().as_ref());
+    let job_queue = services.names.job_queue(kind);
+    // Counted before anything else: a job that breaks the worker, however it is made, cannot loop.
+    if delivery.redelivered {
+        let limit = services.settings.retry.max_redeliveries;
+        let decision = decide::redelivered(parsed, headers, limit, (job_queue, None), started);
+        return Admitted::Settle(decision);
     }
-    .instrument(span)
-    .await
+    let checked = parsed
+        .job
+        .clone()
+        .and_then(|request| allowed_reply_to(job, &delivery.properties).map(|()| request));
+    let request = match checked {
+        Ok(request) => request,
+        Err(err) => return Admitted::Settle(decide::refuse(parsed, err, headers, started)),
+    };
+    if headers.expires_at_ms.is_none() {
+        headers.expires_at_ms = deadline(&delivery.properties, now_ms());
+    }
+    if kind == JobKind::Update {
+        let stamp = UpdateOrder::plausible(headers.stamp);
+        headers.stamp = Some(stamp.unwrap_or_else(|| services.order.stamp()));
+    }
+    let routing = Routing {
+        device: parsed.device_id.clone(),
+        lane: lane_of(job, &request, &delivery.properties),
+    };
+    Admitted::Lane { headers, routing }
+}
+
+/// An unpaced fetch (no limit for its device, `pacing.enabled = false`) runs where it was read: its lane
+/// would only pass it through the broker twice more, with no turn to wait for and no order to keep. Native
+/// devices keep their lanes, which run where their sessions are; so does a job whose reply queue is gone
+/// (its lane answers it without a WhatsApp query).
+async fn runs_here(
+    job: &JobCtx,
+    routing: &Routing,
+    headers: &JobHeaders,
+    delivery: &Delivery,
+) -> bool {
+    let services = &job.services;
+    let device = routing.device.as_ref();
+    if routing.lane.job_kind() != JobKind::Fetch
+        || decide::expired(headers, now_ms())
+        || services.settings.pacing.limit(device, JobKind::Fetch).is_some()
+        || matches!(services.group_of(device), Group::Native(_))
+        // A backend that cannot serve the device now: its lane holds the job until it can.
+        || services.backend.until_usable(device).now_or_never().is_none()
+    {
+        return false;
+    }
+    match delivery.properties.reply_to() {
+        Some(queue) => job.replies.exists(queue.as_str()).await,
+        None => true,
+    }
 }
 
 /// Reads the update job queue while this replica holds the update-intake claim, one job after the other.

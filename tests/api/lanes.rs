@@ -1,4 +1,5 @@
-//! Device lanes: a device's backlog waits in the broker at two publishes a job, updates keep their order
+//! Device lanes: a device's backlog waits in the broker at two publishes a job (an unpaced fetch needs no
+//! lane and takes none), updates keep their order
 //! across replicas, interactive jobs overtake, lanes are found again after every replica restarted, idle
 //! ones are removed and busy ones never are, another replica takes a killed owner's lanes. The pace itself
 //! is measured in `pacing.rs`, a binary of its own.
@@ -56,6 +57,32 @@ async fn a_backlog_waits_in_its_lane_at_two_publishes_a_job() {
     assert!(
         publishes / JOBS as f64 <= 2.0,
         "two hops a job at most: {publishes}"
+    );
+}
+
+#[tokio::test]
+async fn unpaced_fetches_run_where_they_are_read_without_a_lane() {
+    const JOBS: usize = 300;
+    // The test app runs with pacing off.
+    let mut app = spawn_app_with(AppOptions::default()).await;
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("u", "dev-a", JOBS),
+        BasicProperties::default(),
+    )
+    .await;
+    let (answered, _) = answers(&mut app, JOBS).await;
+    assert_eq!(answered.len(), JOBS);
+    let publishes = app.metric("avatar_worker_job_publishes_total").await;
+    assert_eq!(
+        publishes, 0.0,
+        "no hop: each fetch was run where it was read"
+    );
+    assert_eq!(app.metric("avatar_worker_lanes_running").await, 0.0);
+    let lane = lane(&app, "dev-a", LaneKind::Fetch);
+    assert!(
+        app.try_queue_depth(&lane).await.is_err(),
+        "no lane was declared"
     );
 }
 
