@@ -27,7 +27,8 @@ impl ConnectionLost for PublishError {
 }
 
 /// A confirm-mode channel. Every publish is persistent and mandatory, and is done only once the broker has
-/// confirmed it, so a caller may ack the job it answers. A channel error ends the session ([`Watch`]).
+/// confirmed it, so a caller may ack the job it answers. A channel error or a refused publish ends the
+/// session ([`Watch`]).
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
@@ -95,7 +96,12 @@ impl Publisher {
                     );
                     Ok(())
                 }
-                Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
+                // RabbitMQ 3.10 can nack every later publish on a channel after a quorum queue's leader
+                // changed (seen here when a node was killed): only a new channel is sure to be heard.
+                Ok(Confirmation::Nack(_)) => {
+                    watch.lost("the broker refused a publish (nack); opening new channels");
+                    Err(PublishError::Nacked)
+                }
                 // Confirm mode is enabled in `new`; a channel without it would be a programming error.
                 Ok(Confirmation::NotRequested) => Err(PublishError::Nacked),
                 Err(err) => {

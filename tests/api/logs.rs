@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, PASSWORD, spawn_app_with};
 use crate::process::LoggedWorker;
-use crate::proxy::{Proxy, authority};
+use crate::proxy::Proxy;
 
 fn parsed(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|err| panic!("not a JSON log line ({err}): {line}"))
@@ -25,9 +25,7 @@ async fn starting_a_malformed_job_and_a_lost_connection_are_one_line_each() {
         ..AppOptions::default()
     })
     .await;
-    let (userinfo, upstream) = authority(&app.amqp_url);
-    let proxy = Proxy::start(upstream).await;
-    let via_proxy = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
+    let (proxy, via_proxy) = Proxy::in_front_of(&app.amqp_url).await;
     let worker = LoggedWorker::start(&LoggedWorker::env(&app, via_proxy, PASSWORD, "info"), None);
 
     // The queues are fields of the starting line, not a struct's debug text.

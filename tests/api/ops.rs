@@ -5,7 +5,7 @@ use avatar_worker::protocol::{ErrorCode, JobKind};
 use serde_json::json;
 
 use crate::helpers::{AppOptions, TestApp, WAIT, spawn_app, spawn_app_with};
-use crate::proxy::{Proxy, authority};
+use crate::proxy::Proxy;
 use test_support::broker::broker_url;
 
 /// The value of the sample whose line starts with `series` (name and labels exactly as exposed).
@@ -134,9 +134,7 @@ async fn retries_and_dead_letters_are_counted_by_reason() {
 #[tokio::test]
 async fn readyz_follows_the_broker_connection() {
     let broker = broker_url().await;
-    let (userinfo, upstream) = authority(&broker);
-    let proxy = Proxy::start(upstream).await;
-    let worker_url = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
+    let (proxy, worker_url) = Proxy::in_front_of(&broker).await;
     let mut app = spawn_app_with(AppOptions {
         worker_amqp_url: Some(worker_url.clone()),
         ..AppOptions::default()

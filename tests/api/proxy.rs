@@ -15,6 +15,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy in front of the broker at `amqp_url`, and the URL that reaches the broker through it.
+    pub async fn in_front_of(amqp_url: &str) -> (Self, String) {
+        let (userinfo, upstream) = authority(amqp_url);
+        let proxy = Self::start(upstream).await;
+        let via_proxy = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
+        (proxy, via_proxy)
+    }
+
     pub async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

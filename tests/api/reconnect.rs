@@ -4,15 +4,13 @@ use avatar_worker::protocol::JobKind;
 use serde_json::json;
 
 use crate::helpers::{AppOptions, spawn_app_with};
-use crate::proxy::{Proxy, authority};
+use crate::proxy::Proxy;
 use test_support::broker::broker_url;
 
 #[tokio::test]
 async fn the_worker_reconnects_and_answers_every_job() {
     let broker = broker_url().await;
-    let (userinfo, upstream) = authority(&broker);
-    let proxy = Proxy::start(upstream).await;
-    let via_proxy = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
+    let (proxy, via_proxy) = Proxy::in_front_of(&broker).await;
     let mut app = spawn_app_with(AppOptions {
         worker_amqp_url: Some(via_proxy),
         ..AppOptions::default()
@@ -63,9 +61,7 @@ async fn the_worker_reconnects_and_answers_every_job() {
 #[tokio::test]
 async fn the_session_watch_follows_the_connection_not_its_channels() {
     let broker = broker_url().await;
-    let (userinfo, upstream) = authority(&broker);
-    let proxy = Proxy::start(upstream).await;
-    let via_proxy = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
+    let (proxy, via_proxy) = Proxy::in_front_of(&broker).await;
     let connection = lapin::Connection::connect(&via_proxy, lapin::ConnectionProperties::default())
         .await
         .unwrap();
@@ -104,4 +100,53 @@ async fn the_session_watch_follows_the_connection_not_its_channels() {
     );
     // What would otherwise wait forever ends with the watch.
     assert!(watch.bound(std::future::pending::<()>()).await.is_none());
+}
+
+/// A refused publish (nack) ends the session: RabbitMQ 3.10 can nack every later publish on a channel after a
+/// quorum leader election, and a worker requeueing its jobs on such a channel would loop on them forever.
+#[tokio::test]
+async fn a_refused_publish_ends_the_session() {
+    let broker = broker_url().await;
+    let connection = lapin::Connection::connect(&broker, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut refusing = lapin::types::FieldTable::default();
+    refusing.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(0));
+    refusing.insert(
+        "x-overflow".into(),
+        lapin::types::AMQPValue::LongString("reject-publish".into()),
+    );
+    let full = channel
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            refusing,
+        )
+        .await
+        .unwrap();
+    let watch = avatar_worker::broker::Watch::new();
+    let publisher = avatar_worker::broker::Publisher::new(
+        connection.create_channel().await.unwrap(),
+        watch.clone(),
+    )
+    .await
+    .unwrap();
+    let refused = publisher
+        .publish(
+            full.name().as_str(),
+            b"{}",
+            lapin::BasicProperties::default(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(avatar_worker::broker::PublishError::Nacked)),
+        "{refused:?}"
+    );
+    assert!(watch.is_lost());
+    assert!(watch.reason().contains("nack"), "{}", watch.reason());
+    let _ = connection.close(200, "done".into()).await;
 }

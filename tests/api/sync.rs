@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{AppOptions, TestApp, mock_config, spawn_app, spawn_app_with};
-use crate::proxy::{Proxy, authority};
+use crate::proxy::Proxy;
 
 /// A directory of the test's own, removed at the end.
 struct TempDir(PathBuf);
@@ -425,9 +425,7 @@ async fn a_batch_loses_no_job_when_its_connection_drops() {
     const JOBS: usize = 300;
     let app = spawn_app().await;
     app.put("/_mock/faults", json!({"latency_ms": 5})).await;
-    let (userinfo, upstream) = authority(&app.amqp_url);
-    let proxy = Proxy::start(upstream).await;
-    let via_proxy = format!("amqp://{userinfo}@127.0.0.1:{}/%2f", proxy.port);
+    let (proxy, via_proxy) = Proxy::in_front_of(&app.amqp_url).await;
     let jobs: Vec<FetchJob> = (0..JOBS)
         .map(|i| FetchJob {
             job_id: None,
