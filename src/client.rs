@@ -25,7 +25,7 @@ pub use inspect::{DeadLetterInfo, PurgeReport, QueueCounts, is_not_found};
 
 use std::time::Duration;
 
-use crate::broker::{self, Addresses, PublishError, Publisher, QueueNames, Watch};
+use crate::broker::{self, Addresses, PublishError, Publisher, QueueNames};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult, UpdateJob};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
@@ -114,10 +114,7 @@ impl Client {
     ) -> Result<Self, ClientError> {
         let addresses = addresses.into();
         let connection = addresses.connect("avatar-worker-client").await?.connection;
-        let watch = Watch::new();
-        watch.follow(&connection);
-        let channel = watch.request(connection.create_channel()).await?;
-        let publisher = Publisher::new(channel, watch).await?;
+        let publisher = Publisher::open(&connection).await?;
         Ok(Self {
             addresses,
             connection,

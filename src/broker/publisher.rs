@@ -43,6 +43,14 @@ impl Publisher {
         Ok(Self { channel, watch })
     }
 
+    /// A publisher on a new channel of `connection`, whose waits end with the connection (see [`Watch`]).
+    pub async fn open(connection: &lapin::Connection) -> Result<Self, lapin::Error> {
+        let watch = Watch::new();
+        watch.follow(connection);
+        let channel = watch.request(connection.create_channel()).await?;
+        Self::new(channel, watch).await
+    }
+
     pub fn channel(&self) -> &Channel {
         &self.channel
     }

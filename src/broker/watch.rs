@@ -63,15 +63,23 @@ impl Watch {
         })
     }
 
+    /// `work`, ended when the session is lost wherever it waits: the body of a task.
+    pub fn ending<F>(&self, work: F) -> impl std::future::Future<Output = ()> + use<F>
+    where
+        F: std::future::Future<Output = ()>,
+    {
+        let watch = self.clone();
+        async move {
+            let _ = watch.bound(work).await;
+        }
+    }
+
     /// Runs `work` as a task that ends when the session is lost, wherever it waits.
     pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<()>
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let watch = self.clone();
-        tokio::spawn(async move {
-            let _ = watch.bound(work).await;
-        })
+        tokio::spawn(self.ending(work))
     }
 
     /// Ends the session when `connection` fails, even while nothing else is waiting on the broker. (A

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Client, ClientError, JobTarget, ReplyQueue, publish_job};
-use crate::broker::{Addresses, Backoff, Publisher, QueueNames, Watch};
+use crate::broker::{Addresses, Backoff, Publisher, QueueNames};
 use crate::protocol::{FetchJob, JobId, JobKind, JobResult};
 
 /// How a batch paces itself and how hard it tries to get back to the broker.
@@ -222,10 +222,7 @@ impl Driver {
     }
 
     async fn exchange(&mut self, connection: &Connection) -> Result<SessionEnd, ClientError> {
-        let watch = Watch::new();
-        watch.follow(connection);
-        let channel = watch.request(connection.create_channel()).await?;
-        let publisher = Publisher::new(channel, watch).await?;
+        let publisher = Publisher::open(connection).await?;
         let mut reply = ReplyQueue::open(connection).await?;
         let again: Vec<FetchJob> = self.outstanding.values().cloned().collect();
         let ttl = self.options.job_ttl;

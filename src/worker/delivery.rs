@@ -162,7 +162,6 @@ async fn check(
     None
 }
 
-/// Runs a job at its turn and settles it.
 /// Where a job runs: in its device's lane, which hears of throttling, or where it was read (an unpaced
 /// fetch, `super::intake`).
 pub(crate) enum RunsIn<'a> {
@@ -170,6 +169,7 @@ pub(crate) enum RunsIn<'a> {
     Intake,
 }
 
+/// Runs a job at its turn and settles it.
 pub(crate) async fn run(job: &JobCtx, ready: Ready, runs_in: RunsIn<'_>) {
     let Ready {
         delivery,

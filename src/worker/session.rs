@@ -100,11 +100,7 @@ impl SessionCtx {
     /// lost: an ack or publish then could wait for lapin forever, and the broker redelivers the job anyway.
     pub fn spawn_job(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
         // A job's future is kilobytes and spawning moves it several times; boxed, only its pointer moves.
-        let work = Box::pin(work);
-        let watch = self.watch.clone();
-        self.tracker.spawn(async move {
-            let _ = watch.bound(work).await;
-        });
+        self.tracker.spawn(self.watch.ending(Box::pin(work)));
     }
 
     pub fn job(&self) -> JobCtx {

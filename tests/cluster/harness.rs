@@ -283,14 +283,9 @@ async fn publish_confirmed<'a>(
     queue: &str,
     jobs: &'a [FetchJob],
 ) -> Vec<&'a FetchJob> {
-    // A node stopping under a new connection can leave lapin's requests unanswered: the watch ends them.
-    let watch = Watch::new();
-    watch.follow(connection);
-    let publisher = match watch.request(connection.create_channel()).await {
-        Ok(channel) => Publisher::new(channel, watch).await,
-        Err(err) => Err(err),
-    };
-    let Ok(publisher) = publisher else {
+    // A node stopping under a new connection can leave lapin's requests unanswered: the publisher's waits end
+    // with the connection.
+    let Ok(publisher) = Publisher::open(connection).await else {
         return jobs.iter().collect();
     };
     let mut confirms = Vec::with_capacity(jobs.len());
