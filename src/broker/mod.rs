@@ -3,6 +3,7 @@
 
 mod backoff;
 mod connection;
+mod consumers;
 mod dead_letter;
 mod failure;
 pub mod headers;
@@ -15,6 +16,7 @@ mod watch;
 
 pub use backoff::Backoff;
 pub use connection::{Addresses, Connected, DEFAULT_CONNECT_TIMEOUT, close};
+pub use consumers::Consumers;
 pub use dead_letter::{DeadLetter, DeadReason};
 pub use failure::ConnectionLost;
 pub(crate) use failure::warn_unless_connection_lost;

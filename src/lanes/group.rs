@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, QueueDeleteOptions};
+use lapin::options::QueueDeleteOptions;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use super::claims::{ClaimCommand, ClaimId};
 use super::lane::{self, LaneState};
 use super::names::{Group, LaneKind};
 use super::{LaneKey, Routing, SessionCtx, ack, requeue};
-use crate::broker::warn_unless_connection_lost;
+use crate::broker::{Consumers, warn_unless_connection_lost};
 use crate::devices::{Start, now_ms};
 use crate::settings::QueueType;
 
@@ -33,27 +33,44 @@ struct Running {
 pub struct GroupOwner {
     ctx: Arc<SessionCtx>,
     group: Group,
+    /// The inbox's and the lanes' consumers, on a channel of this group's own.
+    consumers: Arc<Consumers>,
     claims: mpsc::UnboundedSender<ClaimCommand>,
     lanes: HashMap<LaneKey, Running>,
 }
 
 impl GroupOwner {
-    pub fn new(
-        ctx: Arc<SessionCtx>,
-        group: Group,
-        claims: mpsc::UnboundedSender<ClaimCommand>,
-    ) -> Self {
-        Self {
-            ctx,
-            group,
-            claims,
-            lanes: HashMap::new(),
-        }
-    }
-
     /// Serves the group until `stop`, then stops its lanes and waits (within the grace) for their jobs, so
     /// the next owner never runs a device's jobs beside this one's.
     pub async fn serve(
+        ctx: Arc<SessionCtx>,
+        group: Group,
+        claims: mpsc::UnboundedSender<ClaimCommand>,
+        start: Start,
+        known: Vec<LaneKey>,
+        markers: mpsc::UnboundedReceiver<LaneKey>,
+        stop: CancellationToken,
+    ) {
+        let consumers = match Consumers::open(&ctx.connection).await {
+            Ok(consumers) => Arc::new(consumers),
+            Err(err) => {
+                return ctx
+                    .watch
+                    .lost(format!("opening a channel for {group:?}: {err}"));
+            }
+        };
+        let owner = Self {
+            ctx,
+            group,
+            consumers: consumers.clone(),
+            claims,
+            lanes: HashMap::new(),
+        };
+        owner.run(start, known, markers, stop).await;
+        consumers.close("group stopped").await;
+    }
+
+    async fn run(
         mut self,
         start: Start,
         known: Vec<LaneKey>,
@@ -65,7 +82,7 @@ impl GroupOwner {
         }
         let inbox = self.ctx.lane_names.inbox(&self.group);
         let prefetch = self.ctx.services.settings.worker.prefetch;
-        let (tag, mut deliveries) = match self.ctx.consume(&inbox, prefetch).await {
+        let (tag, mut deliveries) = match self.consumers.consume(&inbox, prefetch).await {
             Ok(consumer) => consumer,
             Err(err) => return self.ctx.watch.lost(format!("consuming {inbox}: {err}")),
         };
@@ -99,11 +116,7 @@ impl GroupOwner {
                 _ = sweep.tick() => self.remove_idle_lanes(idle).await,
             }
         }
-        let _ = self
-            .ctx
-            .lanes_channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
+        self.consumers.cancel(&tag).await;
         self.stop_lanes().await;
     }
 
@@ -186,6 +199,7 @@ impl GroupOwner {
         let stop = CancellationToken::new();
         let task = self.ctx.watch.spawn(lane::run(
             self.ctx.clone(),
+            self.consumers.clone(),
             key.clone(),
             start,
             state.clone(),

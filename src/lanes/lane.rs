@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use lapin::message::Delivery;
-use lapin::options::BasicCancelOptions;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::names::LaneKind;
 use super::{LaneKey, SessionCtx, requeue};
+use crate::broker::Consumers;
 use crate::devices::{Pacer, Start, now_ms};
 use crate::worker::delivery::{self, Feedback, Ready};
 
@@ -120,6 +120,7 @@ type LaneStream =
 /// Serves the lane until `stop` (the group stops or removes it) or the session ends.
 pub async fn run(
     ctx: Arc<SessionCtx>,
+    consumers: Arc<Consumers>,
     key: LaneKey,
     start: Start,
     state: Arc<LaneState>,
@@ -136,7 +137,7 @@ pub async fn run(
     let (feedback_tx, mut feedback) = mpsc::unbounded_channel::<Feedback>();
     let _running = ctx.services.metrics.lane_running();
     loop {
-        let Some((mut stream, tags)) = subscribe(&ctx, &key, concurrency).await else {
+        let Some((mut stream, tags)) = subscribe(&ctx, &consumers, &key, concurrency).await else {
             return;
         };
         let mut waiting = Waiting::default();
@@ -206,7 +207,9 @@ pub async fn run(
         };
         // Paused before its jobs go back, so the group never takes a pausing lane for an idle one.
         state.paused.store(pause.is_some(), Ordering::Release);
-        unsubscribe(&ctx, &tags).await;
+        for tag in &tags {
+            consumers.cancel(tag).await;
+        }
         for ready in waiting.drain() {
             requeue(&ready.delivery).await;
             state.done();
@@ -236,6 +239,7 @@ pub async fn run(
 /// the device runs at once.
 async fn subscribe(
     ctx: &SessionCtx,
+    consumers: &Consumers,
     key: &LaneKey,
     concurrency: usize,
 ) -> Option<(LaneStream, Vec<String>)> {
@@ -248,7 +252,7 @@ async fn subscribe(
         } else {
             concurrency.min(usize::from(u16::MAX)) as u16
         };
-        match ctx.consume(&queue, prefetch).await {
+        match consumers.consume(&queue, prefetch).await {
             Ok((tag, consumer)) => {
                 tags.push(tag);
                 stream.push(consumer.map(move |delivery| (lane, delivery)).boxed());
@@ -273,15 +277,6 @@ async fn give_back_unread(stream: &mut LaneStream) {
         if let Ok(delivery) = delivery {
             requeue(&delivery).await;
         }
-    }
-}
-
-async fn unsubscribe(ctx: &SessionCtx, tags: &[String]) {
-    for tag in tags {
-        let _ = ctx
-            .lanes_channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
     }
 }
 

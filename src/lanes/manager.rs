@@ -145,11 +145,15 @@ impl Manager {
         match claim {
             ClaimId::Group(group) => {
                 let (markers, markers_rx) = mpsc::unbounded_channel();
-                let owner = GroupOwner::new(self.ctx.clone(), group.clone(), self.claims.clone());
-                let task =
-                    self.ctx
-                        .watch
-                        .spawn(owner.serve(start, lanes, markers_rx, stop.clone()));
+                let task = self.ctx.watch.spawn(GroupOwner::serve(
+                    self.ctx.clone(),
+                    group.clone(),
+                    self.claims.clone(),
+                    start,
+                    lanes,
+                    markers_rx,
+                    stop.clone(),
+                ));
                 Owned {
                     stop,
                     task,

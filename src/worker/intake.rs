@@ -9,7 +9,6 @@ use std::time::Instant;
 use futures_util::{FutureExt, StreamExt};
 use lapin::BasicProperties;
 use lapin::message::Delivery;
-use lapin::options::BasicCancelOptions;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -133,6 +132,7 @@ async fn runs_here(
 pub(crate) async fn serve_updates(ctx: Arc<SessionCtx>, stop: CancellationToken) {
     let queue = ctx.services.names.job_queue(JobKind::Update).to_string();
     let (tag, mut updates) = match ctx
+        .consumers
         .consume(&queue, ctx.services.settings.worker.prefetch)
         .await
     {
@@ -160,10 +160,7 @@ pub(crate) async fn serve_updates(ctx: Arc<SessionCtx>, stop: CancellationToken)
             }
         }
     }
-    let _ = ctx
-        .lanes_channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
+    ctx.consumers.cancel(&tag).await;
 }
 
 /// A job may name where its answer goes only within the allowed reply queues (`worker.reply_to_prefixes`),

@@ -3,19 +3,17 @@
 //! stopped again on shutdown or when any channel fails.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::StreamExt;
+use lapin::Connection;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, Consumer};
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::delivery::{JobCtx, ReplyCheck};
 use super::{Services, intake};
-use crate::broker::{self, Backoff, Publisher, Watch};
+use crate::broker::{self, Backoff, Consumers, Publisher, Watch};
 use crate::lanes::{Manager, names::Group, names::LaneNames};
 use crate::protocol::JobKind;
 use crate::shutdown::Shutdown;
@@ -32,46 +30,16 @@ pub(crate) struct SessionCtx {
     pub services: Arc<Services>,
     pub publisher: Publisher,
     pub connection: Arc<Connection>,
-    /// Consumers of inboxes and lanes, each with its own prefetch.
-    pub lanes_channel: Channel,
-    /// `basic.qos` applies to the consumers started after it on a channel: one at a time.
-    consume_lock: Mutex<()>,
+    /// The update intake's consumer (each group owner has a channel of its own).
+    pub consumers: Consumers,
     pub lane_names: LaneNames,
     pub watch: Watch,
     tracker: TaskTracker,
     replies: ReplyCheck,
     declared: Arc<std::sync::Mutex<std::collections::HashSet<Group>>>,
-    tags: AtomicU64,
 }
 
 impl SessionCtx {
-    /// Starts a consumer on `queue` taking at most `prefetch` unacked deliveries.
-    pub async fn consume(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<(String, Consumer), lapin::Error> {
-        let _serial = self.consume_lock.lock().await;
-        self.lanes_channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?;
-        let tag = format!(
-            "avatar-worker-{}-{}",
-            std::process::id(),
-            self.tags.fetch_add(1, Ordering::Relaxed)
-        );
-        let consumer = self
-            .lanes_channel
-            .basic_consume(
-                queue.into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok((tag, consumer))
-    }
-
     /// Declares a lane queue (durable, of the topology's queue type).
     pub async fn declare_lane_queue(&self, queue: &str) -> Result<(), lapin::Error> {
         broker::declare_queue(
@@ -162,14 +130,12 @@ async fn serve(
         services: services.clone(),
         publisher: publisher.clone(),
         connection: connection.clone(),
-        lanes_channel: connection.create_channel().await?,
-        consume_lock: Mutex::new(()),
+        consumers: Consumers::open(connection).await?,
         lane_names,
         watch: watch.clone(),
         tracker: tracker.clone(),
         replies: ReplyCheck::new(connection.clone()),
         declared: Arc::new(std::sync::Mutex::new(declared.into_iter().collect())),
-        tags: AtomicU64::new(0),
     });
     let stop_lanes = CancellationToken::new();
     let manager = Manager::start(ctx.clone(), connection.create_channel().await?);
@@ -230,7 +196,7 @@ async fn serve(
     let _ = lanes.await;
     drain(services, tracker).await;
     let _ = intake_channel.close(200, "worker stopping".into()).await;
-    let _ = ctx.lanes_channel.close(200, "worker stopping".into()).await;
+    ctx.consumers.close("worker stopping").await;
     let _ = publisher
         .channel()
         .close(200, "worker stopping".into())

@@ -60,6 +60,9 @@ struct Args {
     /// A few hundred jobs, short runs; fails unless every job is answered.
     #[arg(long)]
     smoke: bool,
+    /// Only the many-devices run (with the CPU time of the worker, the mock and the broker).
+    #[arg(long)]
+    many_only: bool,
     /// Only this: instructions the worker executes per fetch job, under valgrind's callgrind (two runs of
     /// N and 2N jobs over the devices, pacing off; the difference divided by N). N = --jobs.
     #[arg(long)]
@@ -85,6 +88,13 @@ async fn main() -> anyhow::Result<()> {
         mock.stop();
         println!("worker instructions per fetch job (callgrind): {per_job:.0}");
         return Ok(());
+    }
+
+    if args.many_only {
+        let many = many_devices(&args, &mock).await?;
+        many.print(&args);
+        mock.stop();
+        return many.check();
     }
 
     println!(
@@ -164,22 +174,7 @@ async fn main() -> anyhow::Result<()> {
     backlog_load.cleanup().await;
 
     // 6. Many devices, each with a backlog, paced, on one worker.
-    let many: Vec<String> = (0..args.many_devices).map(|i| format!("d{i}")).collect();
-    let many_worker = WorkerProc::start(
-        &args.amqp_url,
-        &mock,
-        args.prefetch,
-        Some(pacing(args.many_rate)),
-    )
-    .await?;
-    let many_load = Load::new(&args.amqp_url, &many_worker.prefix, &many).await?;
-    let many_jobs = (args.many_rate * args.many_seconds as f64) as usize * many.len();
-    let many_run = many_load.run(many_jobs, Offered::Max).await?;
-    let many_rss = many_worker.peak_rss_kib();
-    let broker_queues = procs::broker_queue_count(&many_worker.prefix);
-    let broker_rss = procs::broker_rss_bytes();
-    drop(many_worker);
-    many_load.cleanup().await;
+    let many = many_devices(&args, &mock).await?;
 
     let ratio = saturated.throughput / baseline.throughput;
     println!();
@@ -224,30 +219,7 @@ async fn main() -> anyhow::Result<()> {
         backlog_publishes / backlog.answered.max(1) as f64,
         backlog_rss as f64 / 1024.0
     );
-    let deviations: Vec<f64> = many_run
-        .per_device_rate
-        .iter()
-        .map(|(_, rate)| rate / args.many_rate - 1.0)
-        .collect();
-    let outside = deviations.iter().filter(|d| d.abs() > 0.05).count();
-    let (low, high) = deviations
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
-    println!(
-        "many devices: {} devices at {}/s, {} jobs: achieved rate {:+.1} % to {:+.1} % of the limit, {outside} devices outside 5 %; \
-         worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}",
-        many.len(),
-        args.many_rate,
-        many_run.answered,
-        low * 100.0,
-        high * 100.0,
-        many_rss as f64 / 1024.0,
-        broker_queues.map_or("n/a".to_string(), |n| n.to_string()),
-        broker_rss.map_or("n/a".to_string(), |b| format!(
-            "{:.0} MiB",
-            b as f64 / 1048576.0
-        )),
-    );
+    many.print(&args);
 
     let expected = [
         (&saturated, args.jobs),
@@ -255,18 +227,121 @@ async fn main() -> anyhow::Result<()> {
         (&half, half_jobs.max(100)),
         (&paced, per_device * args.devices),
         (&backlog, args.backlog_jobs),
-        (&many_run, many_jobs),
     ];
     for (run, jobs) in expected {
         if run.answered != jobs {
             bail!("only {} of {jobs} jobs were answered", run.answered);
         }
     }
+    many.check()?;
     mock.stop();
     if args.smoke {
         println!("smoke: every job answered");
     }
     Ok(())
+}
+
+/// What the many-devices run measured.
+struct ManyDevices {
+    devices: usize,
+    jobs: usize,
+    run: stats::RunStats,
+    worker_rss_kib: u64,
+    cpu_s: ProcessCpu,
+    broker_queues: Option<usize>,
+    broker_rss: Option<u64>,
+}
+
+/// CPU seconds each process spent during a run.
+struct ProcessCpu {
+    worker: f64,
+    mock: f64,
+    broker: Option<f64>,
+}
+
+/// Many devices, each with a backlog of `many_seconds` of jobs at its limit, all on one worker.
+async fn many_devices(args: &Args, mock: &Mock) -> anyhow::Result<ManyDevices> {
+    let many: Vec<String> = (0..args.many_devices).map(|i| format!("d{i}")).collect();
+    let pacing = Pacing {
+        rate_per_s: args.many_rate,
+        burst: 1,
+        concurrency: 4,
+    };
+    let worker = WorkerProc::start(&args.amqp_url, mock, args.prefetch, Some(pacing)).await?;
+    let load = Load::new(&args.amqp_url, &worker.prefix, &many).await?;
+    let jobs = (args.many_rate * args.many_seconds as f64) as usize * many.len();
+    let (mock_before, broker_before) = (mock.cpu_seconds(), procs::broker_cpu_seconds());
+    let run = load.run(jobs, Offered::Max).await?;
+    let cpu_s = ProcessCpu {
+        worker: worker.cpu_seconds(),
+        mock: mock.cpu_seconds() - mock_before,
+        broker: procs::broker_cpu_seconds()
+            .zip(broker_before)
+            .map(|(after, before)| after - before),
+    };
+    let many = ManyDevices {
+        devices: many.len(),
+        jobs,
+        run,
+        worker_rss_kib: worker.peak_rss_kib(),
+        cpu_s,
+        broker_queues: procs::broker_queue_count(&worker.prefix),
+        broker_rss: procs::broker_rss_bytes(),
+    };
+    drop(worker);
+    load.cleanup().await;
+    Ok(many)
+}
+
+impl ManyDevices {
+    fn print(&self, args: &Args) {
+        let deviations: Vec<f64> = self
+            .run
+            .per_device_rate
+            .iter()
+            .map(|(_, rate)| rate / args.many_rate - 1.0)
+            .collect();
+        let outside = deviations.iter().filter(|d| d.abs() > 0.05).count();
+        let (low, high) = deviations
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        println!(
+            "many devices: {} devices at {}/s, {} jobs: achieved rate {:+.1} % to {:+.1} % of the limit, {outside} devices outside 5 %; \
+             {:.0} jobs/s; worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}",
+            self.devices,
+            args.many_rate,
+            self.run.answered,
+            low * 100.0,
+            high * 100.0,
+            self.run.throughput,
+            self.worker_rss_kib as f64 / 1024.0,
+            self.broker_queues
+                .map_or("n/a".to_string(), |n| n.to_string()),
+            self.broker_rss.map_or("n/a".to_string(), |b| format!(
+                "{:.0} MiB",
+                b as f64 / 1048576.0
+            )),
+        );
+        println!(
+            "many devices, CPU seconds: worker {:.1}, mock {:.1}, broker {}",
+            self.cpu_s.worker,
+            self.cpu_s.mock,
+            self.cpu_s
+                .broker
+                .map_or("n/a".to_string(), |s| format!("{s:.1}")),
+        );
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.run.answered != self.jobs {
+            bail!(
+                "only {} of {} jobs were answered",
+                self.run.answered,
+                self.jobs
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Instructions per job: the worker's total under callgrind for N and for 2N jobs, differenced, so start-up

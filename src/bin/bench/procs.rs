@@ -80,6 +80,11 @@ impl Mock {
         Ok(mock)
     }
 
+    /// User + system CPU time so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id())
+    }
+
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -224,20 +229,9 @@ impl WorkerProc {
             .unwrap_or(0)
     }
 
-    /// User + system CPU time so far (clock ticks of 1/100 s).
+    /// User + system CPU time so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_seconds(self.child.id())
     }
 }
 
@@ -267,6 +261,35 @@ pub fn broker_queue_count(prefix: &str) -> Option<usize> {
     let listed = String::from_utf8_lossy(&output.stdout);
     let start = format!("{prefix}.");
     Some(listed.lines().filter(|l| l.starts_with(&start)).count())
+}
+
+/// User + system CPU time of a process so far (clock ticks of 1/100 s), 0 when it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The broker's CPU time so far, when its process (beam.smp, the one RabbitMQ node on this machine) is found.
+pub fn broker_cpu_seconds() -> Option<f64> {
+    let output = Command::new("pgrep")
+        .args(["-o", "beam.smp"])
+        .output()
+        .ok()?;
+    let pid = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .ok()?;
+    Some(cpu_seconds(pid))
 }
 
 /// The broker's resident memory, from `rabbitmqctl status` when it is on this machine.
