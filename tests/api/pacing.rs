@@ -74,7 +74,9 @@ async fn many_devices_each_keep_their_own_pace_on_one_replica() {
 async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
     let _turn = ONE_AT_A_TIME.lock().await;
     const DEVICES: usize = 20;
-    const JOBS: usize = 30;
+    // Six seconds a device: one turn late by a scheduling hiccup at either end (another test beside this one)
+    // is then within the margin, as it is for a device running for hours.
+    const JOBS: usize = 60;
     let (rate, burst) = (10.0, 3);
     for replicas in 1..=3 {
         let devices: Vec<String> = (0..DEVICES).map(|d| format!("dev-{d}")).collect();
@@ -95,7 +97,10 @@ async fn every_devices_rate_is_exact_with_one_two_or_three_replicas() {
             slowest = slowest.min(achieved);
             assert!(
                 (achieved - rate).abs() / rate <= 0.05,
-                "{replicas} replicas, {device}: {achieved:.2}/s against {rate}/s"
+                "{replicas} replicas, {device}: {achieved:.2}/s against {rate}/s; calls at {:?}",
+                at.iter()
+                    .map(|t| ((t - at[0]) * 1000.0).round())
+                    .collect::<Vec<_>>()
             );
             let most = busiest_window(at, 0.9);
             assert!(

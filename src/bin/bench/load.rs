@@ -8,7 +8,7 @@ use anyhow::Context;
 use avatar_worker::broker;
 use avatar_worker::broker::{QueueNames, RetryPolicy};
 use avatar_worker::lanes;
-use avatar_worker::lanes::names::{LaneKind, LaneNames};
+use avatar_worker::lanes::names::{Group, LaneKind, LaneNames};
 use avatar_worker::protocol::{DeviceId, JobKind};
 use avatar_worker::settings::{LanesSettings, QueueType, RetrySettings};
 use futures_util::StreamExt;
@@ -97,6 +97,25 @@ impl Tally {
         if let Some(device) = received.device {
             self.by_device.entry(device).or_default().push(received.at);
         }
+    }
+}
+
+/// See [`Load::watch_fill`].
+pub struct FillWatch {
+    last_held: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+impl FillWatch {
+    /// The last time a job was seen on its way to a lane.
+    pub fn filled_at(&self) -> Option<Instant> {
+        *self.last_held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for FillWatch {
+    fn drop(&mut self) {
+        self.poller.abort();
     }
 }
 
@@ -224,25 +243,6 @@ impl Load {
             .map(|l| l.duration_since(started).as_secs_f64())
             .unwrap_or(0.0)
             .max(1e-9);
-        let mut per_device_rate: Vec<(String, f64)> = by_device
-            .into_iter()
-            .map(|(device, times)| {
-                let span = times
-                    .last()
-                    .zip(times.first())
-                    .map(|(l, f)| l.duration_since(*f).as_secs_f64())
-                    .unwrap_or(0.0);
-                (
-                    device,
-                    if span > 0.0 {
-                        (times.len() - 1) as f64 / span
-                    } else {
-                        0.0
-                    },
-                )
-            })
-            .collect();
-        per_device_rate.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(RunStats {
             answered,
             throughput: answered as f64 / elapsed,
@@ -250,8 +250,36 @@ impl Load {
             p95_ms: percentile(&latencies, 0.95),
             p99_ms: percentile(&latencies, 0.99),
             result_bytes: bytes / answered.max(1),
-            per_device_rate,
+            arrivals: by_device,
         })
+    }
+
+    /// Watches the queues a paced job passes before its lane (the job queue and the group inboxes) until
+    /// dropped, remembering when they last held a message: from then on every device's backlog is in its lane.
+    pub async fn watch_fill(&self) -> anyhow::Result<FillWatch> {
+        let channel = self.connection.create_channel().await?;
+        let lane_names = LaneNames::new(&self.prefix);
+        let mut queues = vec![self.names.fetch.clone()];
+        queues.extend(
+            (0..LanesSettings::default().groups)
+                .map(|shard| lane_names.inbox(&Group::Shard(shard))),
+        );
+        let last_held = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = last_held.clone();
+        let poller = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let mut held = 0;
+                for queue in &queues {
+                    held += broker::message_count(&channel, queue).await.unwrap_or(0);
+                }
+                if held > 0 {
+                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                }
+            }
+        });
+        Ok(FillWatch { last_held, poller })
     }
 
     /// Deletes every queue of this prefix, the lanes of its devices included (after its worker stopped).

@@ -13,6 +13,7 @@ mod stats;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use std::time::{Duration, Instant};
 
 use load::{Load, Offered};
 use procs::{Mock, Pacing, WorkerProc};
@@ -202,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| device | limit /s | achieved /s | deviation |");
     println!("|---|---:|---:|---:|");
-    for (device, rate) in &paced.per_device_rate {
+    for (device, rate) in &paced.device_rates(None) {
         println!(
             "| {device} | {:.1} | {:.2} | {:+.1} % |",
             args.paced_rate,
@@ -246,6 +247,10 @@ struct ManyDevices {
     devices: usize,
     jobs: usize,
     run: stats::RunStats,
+    /// From the first publish until every job had left the job queue and the inboxes for its lane.
+    fill: Option<Duration>,
+    /// Each device's rate from then on: its backlog in its lane.
+    steady_rates: Vec<(String, f64)>,
     worker_rss_kib: u64,
     cpu_s: ProcessCpu,
     broker_queues: Option<usize>,
@@ -271,7 +276,11 @@ async fn many_devices(args: &Args, mock: &Mock) -> anyhow::Result<ManyDevices> {
     let load = Load::new(&args.amqp_url, &worker.prefix, &many).await?;
     let jobs = (args.many_rate * args.many_seconds as f64) as usize * many.len();
     let (mock_before, broker_before) = (mock.cpu_seconds(), procs::broker_cpu_seconds());
+    let fill = load.watch_fill().await?;
+    let started = Instant::now();
     let run = load.run(jobs, Offered::Max).await?;
+    let filled_at = fill.filled_at();
+    drop(fill);
     let cpu_s = ProcessCpu {
         worker: worker.cpu_seconds(),
         mock: mock.cpu_seconds() - mock_before,
@@ -282,6 +291,8 @@ async fn many_devices(args: &Args, mock: &Mock) -> anyhow::Result<ManyDevices> {
     let many = ManyDevices {
         devices: many.len(),
         jobs,
+        fill: filled_at.map(|at| at.duration_since(started)),
+        steady_rates: run.device_rates(filled_at),
         run,
         worker_rss_kib: worker.peak_rss_kib(),
         cpu_s,
@@ -295,24 +306,29 @@ async fn many_devices(args: &Args, mock: &Mock) -> anyhow::Result<ManyDevices> {
 
 impl ManyDevices {
     fn print(&self, args: &Args) {
-        let deviations: Vec<f64> = self
-            .run
-            .per_device_rate
-            .iter()
-            .map(|(_, rate)| rate / args.many_rate - 1.0)
-            .collect();
-        let outside = deviations.iter().filter(|d| d.abs() > 0.05).count();
-        let (low, high) = deviations
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        let spread = |rates: &[(String, f64)]| {
+            if rates.is_empty() {
+                return "no device had jobs left".to_string();
+            }
+            let deviations: Vec<f64> = rates
+                .iter()
+                .map(|(_, rate)| rate / args.many_rate - 1.0)
+                .collect();
+            let outside = deviations.iter().filter(|d| d.abs() > 0.05).count();
+            let (low, high) = deviations
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+            format!(
+                "{:+.1} % to {:+.1} % of the limit, {outside} devices outside 5 %",
+                low * 100.0,
+                high * 100.0
+            )
+        };
         println!(
-            "many devices: {} devices at {}/s, {} jobs: achieved rate {:+.1} % to {:+.1} % of the limit, {outside} devices outside 5 %; \
-             {:.0} jobs/s; worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}",
+            "many devices: {} devices at {}/s, {} jobs, {:.0} jobs/s; worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}",
             self.devices,
             args.many_rate,
             self.run.answered,
-            low * 100.0,
-            high * 100.0,
             self.run.throughput,
             self.worker_rss_kib as f64 / 1024.0,
             self.broker_queues
@@ -322,6 +338,19 @@ impl ManyDevices {
                 b as f64 / 1048576.0
             )),
         );
+        println!(
+            "many devices, first to last result: {}",
+            spread(&self.run.device_rates(None))
+        );
+        match self.fill {
+            Some(fill) => println!(
+                "many devices, once every job was in its lane ({:.1} s after the first publish), the {} devices with jobs left: {}",
+                fill.as_secs_f64(),
+                self.steady_rates.len(),
+                spread(&self.steady_rates)
+            ),
+            None => println!("many devices: no job was seen on its way to a lane"),
+        }
         println!(
             "many devices, CPU seconds: worker {:.1}, mock {:.1}, broker {}",
             self.cpu_s.worker,

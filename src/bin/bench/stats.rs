@@ -1,6 +1,7 @@
 //! What one run measured.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 pub struct RunStats {
@@ -12,8 +13,30 @@ pub struct RunStats {
     pub p99_ms: f64,
     /// Mean size of a result body, so the echo baseline answers with the same.
     pub result_bytes: usize,
-    /// Achieved results per second of each device, first to last result.
-    pub per_device_rate: Vec<(String, f64)>,
+    /// When each device's results arrived, in order.
+    pub arrivals: HashMap<String, Vec<Instant>>,
+}
+
+impl RunStats {
+    /// Each device's results per second, first to last result at or after `since` (all of them without
+    /// it), by device name; devices with fewer than two results in that span are left out.
+    pub fn device_rates(&self, since: Option<Instant>) -> Vec<(String, f64)> {
+        let mut rates: Vec<(String, f64)> = self
+            .arrivals
+            .iter()
+            .filter_map(|(device, times)| {
+                let times: Vec<Instant> = times
+                    .iter()
+                    .copied()
+                    .filter(|at| since.is_none_or(|since| *at >= since))
+                    .collect();
+                let span = times.last()?.duration_since(*times.first()?).as_secs_f64();
+                (span > 0.0).then(|| (device.clone(), (times.len() - 1) as f64 / span))
+            })
+            .collect();
+        rates.sort_by(|a, b| a.0.cmp(&b.0));
+        rates
+    }
 }
 
 /// The `q` quantile (0..1) of sorted latencies, in milliseconds.
