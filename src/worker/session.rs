@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::Connection;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -141,26 +140,10 @@ async fn serve(
     let manager = Manager::start(ctx.clone(), connection.create_channel().await?);
     let lanes = watch.spawn(manager.run(stop_lanes.clone()));
 
-    let intake_channel = connection.create_channel().await?;
-    intake_channel
-        .basic_qos(
-            services.settings.worker.prefetch,
-            BasicQosOptions::default(),
-        )
-        .await?;
+    let intake = Consumers::open(connection).await?;
     let fetch_queue = services.names.job_queue(JobKind::Fetch).to_string();
-    let tag = format!(
-        "avatar-worker-{}-fetch-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4()
-    );
-    let mut fetches = intake_channel
-        .basic_consume(
-            fetch_queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+    let (tag, mut fetches) = intake
+        .consume(&fetch_queue, services.settings.worker.prefetch)
         .await?;
     let consuming = services.metrics.job_consumer(JobKind::Fetch);
     backoff.reset();
@@ -188,14 +171,12 @@ async fn serve(
         return Ok(end);
     }
     // Stop reading new jobs; deliveries already pushed but not started go back when the channel closes.
-    let _ = intake_channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
+    intake.cancel(&tag).await;
     drop(consuming);
     stop_lanes.cancel();
     let _ = lanes.await;
     drain(services, tracker).await;
-    let _ = intake_channel.close(200, "worker stopping".into()).await;
+    intake.close("worker stopping").await;
     ctx.consumers.close("worker stopping").await;
     let _ = publisher
         .channel()
