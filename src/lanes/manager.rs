@@ -127,6 +127,18 @@ impl Manager {
                 start,
                 lanes,
             } => {
+                // A device handed over (its claim given up, its session closed) can still be won by a
+                // delivery that reached the claims before they were told: owning it would serve the
+                // device on two replicas, so the claim is left to the one the broker gives it to next.
+                if let ClaimId::Group(Group::Native(device)) = &claim
+                    && !self.native.contains(device)
+                {
+                    tracing::info!(
+                        ?claim,
+                        "claim won after it was given up; left to the next replica"
+                    );
+                    return;
+                }
                 tracing::info!(?claim, ?start, lanes = lanes.len(), "claim won");
                 let owned = self.run_owner(&claim, start, lanes);
                 self.owned.insert(claim, owned);
