@@ -118,6 +118,9 @@ type LaneStream =
     SelectAll<futures_util::stream::BoxStream<'static, (LaneKind, Result<Delivery, lapin::Error>)>>;
 
 /// Serves the lane until `stop` (the group stops or removes it) or the session ends.
+///
+/// A thousand lanes wait here at once, so every larger step is boxed and the waiting future stays small:
+/// inlined, they made it 25 KB a lane (heaptrack, `bench --many-only`).
 pub async fn run(
     ctx: Arc<SessionCtx>,
     consumers: Arc<Consumers>,
@@ -137,7 +140,9 @@ pub async fn run(
     let (feedback_tx, mut feedback) = mpsc::unbounded_channel::<Feedback>();
     let _running = ctx.services.metrics.lane_running();
     loop {
-        let Some((mut stream, tags)) = subscribe(&ctx, &consumers, &key, concurrency).await else {
+        let Some((mut stream, tags)) =
+            Box::pin(subscribe(&ctx, &consumers, &key, concurrency)).await
+        else {
             return;
         };
         let mut waiting = Waiting::default();
@@ -150,7 +155,7 @@ pub async fn run(
             if permit.is_some() && turn.is_none() && !waiting.is_empty() {
                 // A backend that cannot serve the device at all (refused credentials) holds the lane.
                 tokio::select! {
-                    _ = ctx.services.backend.until_usable(key.device.as_ref()) => {}
+                    _ = Box::pin(ctx.services.backend.until_usable(key.device.as_ref())) => {}
                     _ = stop.cancelled() => break None,
                     _ = ctx.watch.wait() => break None,
                 }
@@ -187,7 +192,7 @@ pub async fn run(
                     Some((lane, Ok(delivery))) => {
                         state.touch();
                         state.take();
-                        match delivery::prepare(&ctx.job(), delivery, lane, &key).await {
+                        match Box::pin(delivery::prepare(&ctx.job(), delivery, lane, &key)).await {
                             Some(ready) => waiting.push(ready),
                             None => state.done(),
                         }
@@ -207,14 +212,17 @@ pub async fn run(
         };
         // Paused before its jobs go back, so the group never takes a pausing lane for an idle one.
         state.paused.store(pause.is_some(), Ordering::Release);
-        for tag in &tags {
-            consumers.cancel(tag).await;
-        }
-        for ready in waiting.drain() {
-            requeue(&ready.delivery).await;
-            state.done();
-        }
-        give_back_unread(&mut stream).await;
+        Box::pin(async {
+            for tag in &tags {
+                consumers.cancel(tag).await;
+            }
+            for ready in waiting.drain() {
+                requeue(&ready.delivery).await;
+                state.done();
+            }
+            give_back_unread(&mut stream).await;
+        })
+        .await;
         match pause {
             Some(wait) => {
                 tracing::info!(

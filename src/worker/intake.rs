@@ -28,7 +28,7 @@ pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
     let (delivery, decision) = match admitted {
         Admitted::Settle(decision) => (delivery, decision),
         Admitted::Lane { headers, routing }
-            if runs_here(job, &routing, &headers, &delivery).await =>
+            if Box::pin(runs_here(job, &routing, &headers, &delivery)).await =>
         {
             let ready = Ready {
                 delivery,
@@ -38,7 +38,7 @@ pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
                 started,
                 span,
             };
-            return delivery::run(job, ready, delivery::RunsIn::Intake).await;
+            return Box::pin(delivery::run(job, ready, delivery::RunsIn::Intake)).await;
         }
         Admitted::Lane { headers, routing } => {
             let group = job.services.group_of(routing.device.as_ref());
@@ -51,7 +51,7 @@ pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
         delivery: &delivery,
         kind,
     };
-    settle.apply(decision).instrument(span).await
+    Box::pin(settle.apply(decision)).instrument(span).await
 }
 
 /// What the intake makes of a job: settled here, or on its way to its device's lane.
