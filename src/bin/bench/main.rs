@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
     let devices: Vec<String> = (0..args.devices).map(|i| format!("d{i}")).collect();
     if args.callgrind {
         let per_job = instructions_per_job(&args, &mock, &devices).await?;
-        mock.stop();
+        drop(mock);
         println!("worker instructions per fetch job (callgrind): {per_job:.0}");
         return Ok(());
     }
@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
     if args.many_only {
         let many = many_devices(&args, &mock).await?;
         many.print(&args);
-        mock.stop();
+        drop(mock);
         return many.check();
     }
 
@@ -203,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| device | limit /s | achieved /s | deviation |");
     println!("|---|---:|---:|---:|");
-    for (device, rate) in &paced.device_rates(None) {
+    for (device, rate) in &paced.device_rates() {
         println!(
             "| {device} | {:.1} | {:.2} | {:+.1} % |",
             args.paced_rate,
@@ -235,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     many.check()?;
-    mock.stop();
+    drop(mock);
     if args.smoke {
         println!("smoke: every job answered");
     }
@@ -249,12 +249,18 @@ struct ManyDevices {
     run: stats::RunStats,
     /// From the first publish until every job had left the job queue and the inboxes for its lane.
     fill: Option<Duration>,
-    /// Each device's rate from then on: its backlog in its lane.
+    /// Each device's rate at the gateway, first call to last.
+    rates: Vec<(String, f64)>,
+    /// The same from the fill on: its backlog in its lane.
     steady_rates: Vec<(String, f64)>,
     worker_rss_kib: u64,
     cpu_s: ProcessCpu,
     broker_queues: Option<usize>,
-    broker_rss: Option<u64>,
+    broker: Option<procs::BrokerStatus>,
+}
+
+fn or_na(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or("n/a".to_string(), |v| v.to_string())
 }
 
 /// CPU seconds each process spent during a run.
@@ -270,12 +276,14 @@ async fn many_devices(args: &Args, mock: &Mock) -> anyhow::Result<ManyDevices> {
     let pacing = Pacing {
         rate_per_s: args.many_rate,
         burst: 1,
-        concurrency: 4,
+        concurrency: 2,
     };
     let worker = WorkerProc::start(&args.amqp_url, mock, args.prefetch, Some(pacing)).await?;
     let load = Load::new(&args.amqp_url, &worker.prefix, &many).await?;
     let jobs = (args.many_rate * args.many_seconds as f64) as usize * many.len();
-    let (mock_before, broker_before) = (mock.cpu_seconds(), procs::broker_cpu_seconds());
+    let broker = procs::BrokerStatus::read();
+    let (mock_before, broker_before) =
+        (mock.cpu_seconds(), broker.as_ref().map(|b| b.cpu_seconds()));
     let fill = load.watch_fill().await?;
     let started = Instant::now();
     let run = load.run(jobs, Offered::Max).await?;
@@ -284,20 +292,31 @@ async fn many_devices(args: &Args, mock: &Mock) -> anyhow::Result<ManyDevices> {
     let cpu_s = ProcessCpu {
         worker: worker.cpu_seconds(),
         mock: mock.cpu_seconds() - mock_before,
-        broker: procs::broker_cpu_seconds()
+        broker: broker
+            .as_ref()
+            .map(|b| b.cpu_seconds())
             .zip(broker_before)
             .map(|(after, before)| after - before),
     };
+    let calls = mock.call_starts().await?;
+    // The fill instant on the gateway's clock (the Unix epoch).
+    let filled_unix = filled_at.map(|at| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_secs_f64() - at.elapsed().as_secs_f64()
+    });
     let many = ManyDevices {
         devices: many.len(),
         jobs,
         fill: filled_at.map(|at| at.duration_since(started)),
-        steady_rates: run.device_rates(filled_at),
+        rates: stats::rates(&calls, None, 3),
+        steady_rates: stats::rates(&calls, filled_unix, 3),
         run,
         worker_rss_kib: worker.peak_rss_kib(),
         cpu_s,
         broker_queues: procs::broker_queue_count(&worker.prefix),
-        broker_rss: procs::broker_rss_bytes(),
+        broker: procs::BrokerStatus::read(),
     };
     drop(worker);
     load.cleanup().await;
@@ -325,26 +344,28 @@ impl ManyDevices {
             )
         };
         println!(
-            "many devices: {} devices at {}/s, {} jobs, {:.0} jobs/s; worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}",
+            "many devices: {} devices at {}/s, {} jobs, {:.0} jobs/s; worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}, file handle limit {}",
             self.devices,
             args.many_rate,
             self.run.answered,
             self.run.throughput,
             self.worker_rss_kib as f64 / 1024.0,
-            self.broker_queues
-                .map_or("n/a".to_string(), |n| n.to_string()),
-            self.broker_rss.map_or("n/a".to_string(), |b| format!(
-                "{:.0} MiB",
-                b as f64 / 1048576.0
-            )),
+            or_na(self.broker_queues),
+            or_na(
+                self.broker
+                    .as_ref()
+                    .and_then(|b| b.rss_bytes)
+                    .map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
+            ),
+            or_na(self.broker.as_ref().and_then(|b| b.file_handles)),
         );
         println!(
-            "many devices, first to last result: {}",
-            spread(&self.run.device_rates(None))
+            "many devices, each device's calls at the gateway, first to last: {}",
+            spread(&self.rates)
         );
         match self.fill {
             Some(fill) => println!(
-                "many devices, once every job was in its lane ({:.1} s after the first publish), the {} devices with jobs left: {}",
+                "many devices, once every job was in its lane ({:.1} s after the first publish), the {} devices with calls left: {}",
                 fill.as_secs_f64(),
                 self.steady_rates.len(),
                 spread(&self.steady_rates)
@@ -355,9 +376,7 @@ impl ManyDevices {
             "many devices, CPU seconds: worker {:.1}, mock {:.1}, broker {}",
             self.cpu_s.worker,
             self.cpu_s.mock,
-            self.cpu_s
-                .broker
-                .map_or("n/a".to_string(), |s| format!("{s:.1}")),
+            or_na(self.cpu_s.broker.map(|s| format!("{s:.1}"))),
         );
     }
 

@@ -1,10 +1,13 @@
 //! The mock gateway and the worker as child processes, found next to the bench executable.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password";
@@ -85,7 +88,43 @@ impl Mock {
         cpu_seconds(self.child.id())
     }
 
-    pub fn stop(mut self) {
+    /// When each device's avatar lookups started at the gateway (seconds since the Unix epoch, sorted),
+    /// from the mock's request log: the pace WhatsApp would see, free of the results' way back.
+    pub async fn call_starts(&self) -> anyhow::Result<HashMap<String, Vec<f64>>> {
+        let log: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/_mock/requests", self.base_url))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut starts: HashMap<String, Vec<f64>> = HashMap::new();
+        for entry in log["results"].as_array().into_iter().flatten() {
+            if entry["path"] != "/user/avatar" || entry["method"] != "GET" {
+                continue;
+            }
+            let Some(at) = entry["time"]
+                .as_str()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            else {
+                continue;
+            };
+            let answered = at.unix_timestamp_nanos() as f64 / 1e9;
+            let took = entry["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+            let device = entry["device_id"].as_str().unwrap_or("-").to_string();
+            starts.entry(device).or_default().push(answered - took);
+        }
+        for times in starts.values_mut() {
+            times.sort_by(f64::total_cmp);
+        }
+        Ok(starts)
+    }
+}
+
+/// Stopped when dropped, also when the bench ends early on an error.
+impl Drop for Mock {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -279,27 +318,33 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The broker's CPU time so far, when its process (beam.smp, the one RabbitMQ node on this machine) is found.
-pub fn broker_cpu_seconds() -> Option<f64> {
-    let output = Command::new("pgrep")
-        .args(["-o", "beam.smp"])
-        .output()
-        .ok()?;
-    let pid = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .ok()?;
-    Some(cpu_seconds(pid))
+/// What `rabbitmqctl status` says of the broker, when it runs on this machine.
+pub struct BrokerStatus {
+    pid: u32,
+    pub rss_bytes: Option<u64>,
+    /// The file handles it allows itself (its open-file limit less a reserve). Each classic queue with
+    /// messages wants its own; below the queue count they are closed and reopened all the time.
+    pub file_handles: Option<u64>,
 }
 
-/// The broker's resident memory, from `rabbitmqctl status` when it is on this machine.
-pub fn broker_rss_bytes() -> Option<u64> {
-    let output = Command::new("rabbitmqctl")
-        .args(["-q", "status", "--formatter", "json"])
-        .output()
-        .ok()?;
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    status["memory"]["total"]["rss"].as_u64()
+impl BrokerStatus {
+    pub fn read() -> Option<Self> {
+        let output = Command::new("rabbitmqctl")
+            .args(["-q", "status", "--formatter", "json"])
+            .output()
+            .ok()?;
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        Some(Self {
+            pid: status["pid"].as_u64()?.try_into().ok()?,
+            rss_bytes: status["memory"]["total"]["rss"].as_u64(),
+            file_handles: status["file_descriptors"]["total_limit"].as_u64(),
+        })
+    }
+
+    /// The broker's CPU time so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid)
+    }
 }
 
 /// The instructions a callgrind profile counted (its `summary:` or `totals:` line).

@@ -18,25 +18,48 @@ pub struct RunStats {
 }
 
 impl RunStats {
-    /// Each device's results per second, first to last result at or after `since` (all of them without
-    /// it), by device name; devices with fewer than two results in that span are left out.
-    pub fn device_rates(&self, since: Option<Instant>) -> Vec<(String, f64)> {
-        let mut rates: Vec<(String, f64)> = self
+    /// Each device's results per second, first result to last; devices with fewer than two are left out.
+    pub fn device_rates(&self) -> Vec<(String, f64)> {
+        let Some(origin) = self.arrivals.values().flatten().min().copied() else {
+            return Vec::new();
+        };
+        let seconds = self
             .arrivals
             .iter()
-            .filter_map(|(device, times)| {
-                let times: Vec<Instant> = times
+            .map(|(device, times)| {
+                let times = times
                     .iter()
-                    .copied()
-                    .filter(|at| since.is_none_or(|since| *at >= since))
-                    .collect();
-                let span = times.last()?.duration_since(*times.first()?).as_secs_f64();
-                (span > 0.0).then(|| (device.clone(), (times.len() - 1) as f64 / span))
+                    .map(|at| at.duration_since(origin).as_secs_f64());
+                (device.clone(), times.collect())
             })
             .collect();
-        rates.sort_by(|a, b| a.0.cmp(&b.0));
-        rates
+        rates(&seconds, None, 2)
     }
+}
+
+/// Each device's events per second, first to last at or after `since` (all of them without it), by device
+/// name; `times` in seconds on any one clock, sorted. Devices with fewer than `least` events in that span are
+/// left out.
+pub fn rates(
+    times: &HashMap<String, Vec<f64>>,
+    since: Option<f64>,
+    least: usize,
+) -> Vec<(String, f64)> {
+    let mut rates: Vec<(String, f64)> = times
+        .iter()
+        .filter_map(|(device, times)| {
+            let times: Vec<f64> = times
+                .iter()
+                .copied()
+                .filter(|at| since.is_none_or(|since| *at >= since))
+                .collect();
+            let span = times.last()? - times.first()?;
+            (times.len() >= least && span > 0.0)
+                .then(|| (device.clone(), (times.len() - 1) as f64 / span))
+        })
+        .collect();
+    rates.sort_by(|a, b| a.0.cmp(&b.0));
+    rates
 }
 
 /// The `q` quantile (0..1) of sorted latencies, in milliseconds.
