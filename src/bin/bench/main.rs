@@ -299,19 +299,18 @@ async fn many_devices(args: &Args, mock: &Mock) -> anyhow::Result<ManyDevices> {
             .map(|(after, before)| after - before),
     };
     let calls = mock.call_starts().await?;
-    // The fill instant on the gateway's clock (the Unix epoch).
-    let filled_unix = filled_at.map(|at| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        now.as_secs_f64() - at.elapsed().as_secs_f64()
-    });
+    // Instants on the gateway's clock (the Unix epoch); the mock's log also holds the bench's earlier runs.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let unix = |at: Instant| now - at.elapsed().as_secs_f64();
     let many = ManyDevices {
         devices: many.len(),
         jobs,
         fill: filled_at.map(|at| at.duration_since(started)),
-        rates: stats::rates(&calls, None, 3),
-        steady_rates: stats::rates(&calls, filled_unix, 3),
+        rates: stats::rates(&calls, Some(unix(started)), 3),
+        steady_rates: filled_at.map_or_else(Vec::new, |at| stats::rates(&calls, Some(unix(at)), 3)),
         run,
         worker_rss_kib: worker.peak_rss_kib(),
         cpu_s,
