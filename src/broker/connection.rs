@@ -117,12 +117,12 @@ impl Addresses {
         name: &str,
     ) -> Result<Connection, lapin::Error> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        match tokio::time::timeout(
-            self.timeout,
-            Connection::connect(url.expose_secret(), properties),
-        )
-        .await
-        {
+        let mut uri: lapin::uri::AMQPUri = url
+            .expose_secret()
+            .parse()
+            .map_err(|err: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+        uri.query.frame_max.get_or_insert(FRAME_MAX);
+        match tokio::time::timeout(self.timeout, Connection::connect_uri(uri, properties)).await {
             Ok(connected) => connected,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -135,6 +135,11 @@ impl Addresses {
         }
     }
 }
+
+/// The largest frame the worker asks for, unless the URL names one (`?frame_max=`). lapin keeps a read and a
+/// write buffer of 32 frames for each connection: at the broker's default of 128 KiB they grow to 8 MiB, most
+/// of a worker's memory, for jobs and results of a few hundred bytes. A large update job only takes more frames.
+const FRAME_MAX: u32 = 16 * 1024;
 
 /// How long closing a connection may take before its owner moves on (reconnects or exits).
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);

@@ -17,15 +17,16 @@ static TAGS: AtomicU64 = AtomicU64::new(0);
 
 pub struct Consumers {
     channel: Channel,
-    /// `basic.qos` applies to the consumers started after it on a channel: one at a time.
-    serial: Mutex<()>,
+    /// `basic.qos` applies to the consumers started after it on a channel: one at a time, and the last
+    /// prefetch set, so a thousand consumers of the same prefetch cost one `basic.qos`.
+    qos: Mutex<Option<u16>>,
 }
 
 impl Consumers {
     pub async fn open(connection: &Connection) -> Result<Self, lapin::Error> {
         Ok(Self {
             channel: connection.create_channel().await?,
-            serial: Mutex::new(()),
+            qos: Mutex::new(None),
         })
     }
 
@@ -35,10 +36,14 @@ impl Consumers {
         queue: &str,
         prefetch: u16,
     ) -> Result<(String, Consumer), lapin::Error> {
-        let _serial = self.serial.lock().await;
-        self.channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?;
+        let mut qos = self.qos.lock().await;
+        if *qos != Some(prefetch) {
+            *qos = None;
+            self.channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await?;
+            *qos = Some(prefetch);
+        }
         let tag = format!(
             "avatar-worker-{}-{}",
             std::process::id(),

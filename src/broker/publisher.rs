@@ -72,7 +72,7 @@ impl Publisher {
         queue: &str,
         body: &[u8],
         properties: BasicProperties,
-    ) -> Result<impl Future<Output = Result<(), PublishError>> + Send + 'static, PublishError> {
+    ) -> Result<impl Future<Output = Result<(), PublishError>> + Send + use<>, PublishError> {
         let sent = self.watch.request(self.channel.basic_publish(
             ShortString::from(""),
             queue.into(),

@@ -49,12 +49,18 @@ pub enum ClaimId {
     UpdateIntake,
 }
 
+/// Which subscription to a claim an event comes from. The session numbers its subscriptions: a claim can be
+/// won by a delivery that reached the claims before they were told to give it up, and the session must not
+/// act on a win of a subscription it has since ended or renewed.
+pub type Subscription = u64;
+
 /// What the claims tell the session.
 #[derive(Debug)]
 pub enum ClaimEvent {
     /// This replica now owns the claim; `lanes` are the markers received so far.
     Won {
         claim: ClaimId,
+        subscription: Subscription,
         start: Start,
         lanes: Vec<LaneKey>,
     },
@@ -65,9 +71,10 @@ pub enum ClaimEvent {
 /// What the session asks of the claims.
 #[derive(Debug)]
 pub enum ClaimCommand {
-    Subscribe(ClaimId),
-    /// Give the claim to the next subscriber (after the owner stopped) and subscribe again at the end.
-    Release(ClaimId),
+    Subscribe(ClaimId, Subscription),
+    /// Give the claim to the next subscriber (after the owner stopped) and subscribe again at the end, as
+    /// a new subscription.
+    Release(ClaimId, Subscription),
     /// Give the claim up altogether (this replica can no longer serve it: a native session it released).
     Unsubscribe(ClaimId),
     /// Record a new lane of an owned claim; `done` fires once the broker confirmed the marker.
@@ -89,6 +96,7 @@ pub enum ClaimCommand {
 #[derive(Default)]
 struct Held {
     tag: String,
+    subscription: Subscription,
     token: Option<Delivery>,
     markers: HashMap<LaneKey, Delivery>,
     /// Markers to ack when they arrive (their lane was removed before its marker came back).
@@ -157,23 +165,27 @@ impl Claims {
 
     async fn command(&mut self, command: ClaimCommand) -> Result<(), lapin::Error> {
         match command {
-            ClaimCommand::Subscribe(claim) => {
+            ClaimCommand::Subscribe(claim, subscription) => {
                 if !self.held.contains_key(&claim) {
-                    self.subscribe(&claim).await?;
+                    self.subscribe(&claim, subscription).await?;
                     self.put_token(&claim).await;
                 }
             }
-            ClaimCommand::Release(claim) => {
+            ClaimCommand::Release(claim, subscription) => {
                 if self.unsubscribe(&claim).await? {
-                    self.subscribe(&claim).await?;
+                    self.subscribe(&claim, subscription).await?;
                 }
             }
             ClaimCommand::Unsubscribe(claim) => {
                 self.unsubscribe(&claim).await?;
             }
             ClaimCommand::AddLane { claim, lane, done } => {
-                let confirmed = self.put_marker(&claim, &lane).await;
-                let _ = done.send(confirmed);
+                // Confirmed apart from the other commands: lanes created at once (a thousand new devices)
+                // do not wait for each other's markers, and the claims keep answering meanwhile.
+                let confirm = self.put_marker(&claim, &lane).await;
+                tokio::spawn(async move {
+                    let _ = done.send(confirm.await);
+                });
             }
             ClaimCommand::RemoveLane { claim, lane } => {
                 if let Some(held) = self.held.get_mut(&claim) {
@@ -199,7 +211,11 @@ impl Claims {
         Ok(())
     }
 
-    async fn subscribe(&mut self, claim: &ClaimId) -> Result<(), lapin::Error> {
+    async fn subscribe(
+        &mut self,
+        claim: &ClaimId,
+        subscription: Subscription,
+    ) -> Result<(), lapin::Error> {
         self.generation += 1;
         let tag = format!("claim-{}-{}", std::process::id(), self.generation);
         let consumer = self
@@ -219,6 +235,7 @@ impl Claims {
             claim.clone(),
             Held {
                 tag,
+                subscription,
                 ..Held::default()
             },
         );
@@ -282,6 +299,7 @@ impl Claims {
                     let lanes = held.markers.keys().cloned().collect();
                     let _ = self.events.send(ClaimEvent::Won {
                         claim,
+                        subscription: held.subscription,
                         start,
                         lanes,
                     });
@@ -296,10 +314,15 @@ impl Claims {
     async fn put_token(&self, claim: &ClaimId) {
         let mut headers = FieldTable::default();
         put_str(&mut headers, KIND, "token");
-        self.put(claim, headers).await;
+        self.put(claim, headers).await.await;
     }
 
-    async fn put_marker(&self, claim: &ClaimId, lane: &LaneKey) -> bool {
+    /// Sends a lane's marker; the returned wait tells whether the broker confirmed it.
+    async fn put_marker(
+        &self,
+        claim: &ClaimId,
+        lane: &LaneKey,
+    ) -> impl Future<Output = bool> + Send + 'static {
         let mut headers = FieldTable::default();
         put_str(&mut headers, KIND, "lane");
         put_str(&mut headers, JOB_KIND, lane.kind.as_str());
@@ -309,17 +332,28 @@ impl Claims {
         self.put(claim, headers).await
     }
 
-    async fn put(&self, claim: &ClaimId, headers: FieldTable) -> bool {
+    async fn put(
+        &self,
+        claim: &ClaimId,
+        headers: FieldTable,
+    ) -> impl Future<Output = bool> + Send + 'static {
         let properties = BasicProperties::default().with_headers(headers);
-        match self
+        let sent = self
             .publisher
-            .publish(&(self.queue_of)(claim), b"", properties)
-            .await
-        {
-            Ok(()) => true,
-            Err(err) => {
-                warn_unless_connection_lost!(err, ?claim, "cannot put a message into a claim");
-                false
+            .send(&(self.queue_of)(claim), b"", properties)
+            .await;
+        let claim = claim.clone();
+        async move {
+            let confirmed = match sent {
+                Ok(confirm) => confirm.await,
+                Err(err) => Err(err),
+            };
+            match confirmed {
+                Ok(()) => true,
+                Err(err) => {
+                    warn_unless_connection_lost!(err, ?claim, "cannot put a message into a claim");
+                    false
+                }
             }
         }
     }

@@ -243,8 +243,7 @@ pub async fn run(
     }
 }
 
-/// One consumer per lane queue of the key; interactive lanes take one job at a time, bulk lanes as many as
-/// the device runs at once.
+/// One consumer per lane queue of the key, each taking as many jobs as the device runs at once.
 async fn subscribe(
     ctx: &SessionCtx,
     consumers: &Consumers,
@@ -255,11 +254,7 @@ async fn subscribe(
     let mut tags = Vec::new();
     for &lane in LaneKind::of(key.kind) {
         let queue = ctx.lane_names.lane(key.device.as_ref(), lane);
-        let prefetch = if lane == LaneKind::FetchNow {
-            1
-        } else {
-            concurrency.min(usize::from(u16::MAX)) as u16
-        };
+        let prefetch = concurrency.min(usize::from(u16::MAX)) as u16;
         match consumers.consume(&queue, prefetch).await {
             Ok((tag, consumer)) => {
                 tags.push(tag);

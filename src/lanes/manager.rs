@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::claims::{ClaimCommand, ClaimEvent, ClaimId, Claims};
+use super::claims::{ClaimCommand, ClaimEvent, ClaimId, Claims, Subscription};
 use super::group::GroupOwner;
 use super::names::Group;
 use super::{LaneKey, SessionCtx};
@@ -39,6 +39,9 @@ pub struct Manager {
     claims: mpsc::UnboundedSender<ClaimCommand>,
     events: mpsc::UnboundedReceiver<ClaimEvent>,
     owned: HashMap<ClaimId, Owned>,
+    /// The claims this replica subscribes to, each with the number of its current subscription.
+    subscribed: HashMap<ClaimId, Subscription>,
+    last_subscription: Subscription,
     /// Native devices whose claim this replica subscribes to (it holds their sessions).
     native: HashSet<DeviceId>,
     /// Native devices handed over lately, not to be taken back before the instant.
@@ -81,17 +84,45 @@ impl Manager {
                 .iter()
                 .map(|device| ClaimId::Group(Group::Native(device.clone()))),
         );
-        for claim in subscriptions {
-            let _ = claims.send(ClaimCommand::Subscribe(claim));
-        }
-        Self {
+        let mut manager = Self {
             ctx,
             claims,
             events,
             owned: HashMap::new(),
+            subscribed: HashMap::new(),
+            last_subscription: 0,
             native,
             cooling: HashMap::new(),
+        };
+        for claim in subscriptions {
+            manager.subscribe(claim);
         }
+        manager
+    }
+
+    fn next_subscription(&mut self, claim: &ClaimId) -> Subscription {
+        self.last_subscription += 1;
+        self.subscribed
+            .insert(claim.clone(), self.last_subscription);
+        self.last_subscription
+    }
+
+    fn subscribe(&mut self, claim: ClaimId) {
+        let subscription = self.next_subscription(&claim);
+        let _ = self
+            .claims
+            .send(ClaimCommand::Subscribe(claim, subscription));
+    }
+
+    /// Gives an owned claim to the next subscriber; this replica stays a subscriber, under a new number.
+    fn release(&mut self, claim: ClaimId) {
+        let subscription = self.next_subscription(&claim);
+        let _ = self.claims.send(ClaimCommand::Release(claim, subscription));
+    }
+
+    fn unsubscribe(&mut self, claim: ClaimId) {
+        self.subscribed.remove(&claim);
+        let _ = self.claims.send(ClaimCommand::Unsubscribe(claim));
     }
 
     /// Runs the owners of won claims until `stop`, then stops them (each waits for its jobs within the grace).
@@ -124,18 +155,17 @@ impl Manager {
         match event {
             ClaimEvent::Won {
                 claim,
+                subscription,
                 start,
                 lanes,
             } => {
-                // A device handed over (its claim given up, its session closed) can still be won by a
-                // delivery that reached the claims before they were told: owning it would serve the
-                // device on two replicas, so the claim is left to the one the broker gives it to next.
-                if let ClaimId::Group(Group::Native(device)) = &claim
-                    && !self.native.contains(device)
-                {
+                // A claim given up or released (a native device handed over, its session closed) can still
+                // be won by a delivery that reached the claims before they were told: owning it would serve
+                // its devices on two replicas. The claims return that token with the old subscription.
+                if self.subscribed.get(&claim) != Some(&subscription) {
                     tracing::info!(
                         ?claim,
-                        "claim won after it was given up; left to the next replica"
+                        "claim won by a subscription since ended; left to the next replica"
                     );
                     return;
                 }
@@ -222,7 +252,7 @@ impl Manager {
                 "handing a claim over to balance the replicas"
             );
             self.stop_owner(&claim).await;
-            let _ = self.claims.send(ClaimCommand::Release(claim));
+            self.release(claim);
         }
     }
 
@@ -258,9 +288,7 @@ impl Manager {
                         .watch
                         .lost(format!("declaring a native group: {err}"));
                 }
-                let _ = self
-                    .claims
-                    .send(ClaimCommand::Subscribe(ClaimId::Group(group)));
+                self.subscribe(ClaimId::Group(group));
             }
         }
         while mine(&self.native) > fair {
@@ -275,7 +303,7 @@ impl Manager {
             );
             let claim = ClaimId::Group(Group::Native(device.clone()));
             self.stop_owner(&claim).await;
-            let _ = self.claims.send(ClaimCommand::Unsubscribe(claim));
+            self.unsubscribe(claim);
             self.ctx.services.backend.release(&device).await;
             self.native.remove(&device);
             let cool = self.ctx.services.settings.lanes.balance * 3;

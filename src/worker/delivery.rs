@@ -188,13 +188,13 @@ pub(crate) async fn run(job: &JobCtx, ready: Ready, runs_in: RunsIn<'_>) {
     async {
         let services = &job.services;
         let Ok(request) = &parsed.job else {
-            return Box::pin(settle.apply(Decision::Requeue)).await;
+            return settle.apply(Decision::Requeue).await;
         };
         let Ok(permit) = services.in_flight.acquire().await else {
-            return Box::pin(settle.apply(Decision::Requeue)).await;
+            return settle.apply(Decision::Requeue).await;
         };
         let in_flight = services.metrics.in_flight();
-        // Boxed, like the settling below: the backend's call is kilobytes, and thousands of jobs can be
+        // Boxed, like settling (`Settle::apply`): the backend's call is kilobytes, and thousands of jobs can be
         // waiting for their result's confirm at once; only what is under way takes the space.
         let outcome = Box::pin(execute_in_order(services, &parsed, request, &mut headers)).await;
         // In flight while executing; publishing and acking hold no global slot.
@@ -230,7 +230,7 @@ pub(crate) async fn run(job: &JobCtx, ready: Ready, runs_in: RunsIn<'_>) {
             (job_queue, (lane_queue.as_str(), Some(routing))),
             started,
         );
-        Box::pin(settle.apply(decision)).await
+        settle.apply(decision).await
     }
     .instrument(span)
     .await

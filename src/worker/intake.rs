@@ -51,7 +51,7 @@ pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
         delivery: &delivery,
         kind,
     };
-    Box::pin(settle.apply(decision)).instrument(span).await
+    settle.apply(decision).instrument(span).await
 }
 
 /// What the intake makes of a job: settled here, or on its way to its device's lane.

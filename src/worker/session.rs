@@ -39,17 +39,6 @@ pub(crate) struct SessionCtx {
 }
 
 impl SessionCtx {
-    /// Declares a lane queue (durable, of the topology's queue type).
-    pub async fn declare_lane_queue(&self, queue: &str) -> Result<(), lapin::Error> {
-        broker::declare_queue(
-            self.publisher.channel(),
-            queue,
-            self.services.settings.topology.queue_type,
-            FieldTable::default(),
-        )
-        .await
-    }
-
     /// Declares a group's claim (single active consumer) and inbox; idempotent.
     pub async fn declare_group(&self, group: &Group) -> Result<(), lapin::Error> {
         self.job().ensure_group(group).await

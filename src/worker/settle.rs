@@ -3,6 +3,9 @@
 //! only then is the delivery acked. If the broker does not confirm, the job goes back to its queue:
 //! answered later, never lost.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -23,7 +26,13 @@ pub(crate) struct Settle<'a> {
 }
 
 impl Settle<'_> {
-    pub async fn apply(&self, decision: Decision) {
+    /// Boxed here, once for every caller: thousands of jobs can wait in their lanes or for their confirms at
+    /// once, and a caller's future only takes the space of settling while it settles.
+    pub fn apply(&self, decision: Decision) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.carry_out(decision))
+    }
+
+    async fn carry_out(&self, decision: Decision) {
         match decision {
             Decision::Answer(answer) => self.answer(answer).await,
             Decision::Park(park) => self.park(park).await,

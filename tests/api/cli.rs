@@ -216,6 +216,9 @@ async fn status_fails_while_no_worker_consumes_the_job_queues() {
 
     app.start_worker().await;
     app.readyz_becomes(200).await;
+    // The update queue is read once the worker has won the update-intake claim, moments after it is ready.
+    app.metric_becomes(r#"avatar_worker_job_consumers{kind="update"}"#, 1.0)
+        .await;
     app.publish_json(
         avatar_worker::protocol::JobKind::Fetch,
         &json!({"job_id": "bad", "phone": "letters-only"}),

@@ -395,6 +395,23 @@ impl TestApp {
             .sum()
     }
 
+    /// Polls `/metrics` until `series` (name and labels exactly as exposed) reads `value`: a consumer starts
+    /// or ends moments after `/readyz` turns, and the update reader only once this worker won its claim.
+    pub async fn metric_becomes(&self, series: &str, value: f64) {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (_, text) = self.admin_get("/metrics").await;
+            if sample(&text, series) == Some(value) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} never became {value}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls `/readyz` until it answers `status`; returns its body.
     pub async fn readyz_becomes(&self, status: u16) -> String {
         self.readyz_until(|got, _| got == status).await
@@ -745,6 +762,13 @@ pub fn gateway_starts(log: &Value) -> HashMap<String, Vec<f64>> {
         starts.sort_by(f64::total_cmp);
     }
     out
+}
+
+/// The value of the sample whose line starts with `series` (name and labels exactly as exposed).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
 }
 
 /// The most starts within any window of `window` seconds. A call reaches the mock a few milliseconds after

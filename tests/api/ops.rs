@@ -4,32 +4,9 @@
 use avatar_worker::protocol::{ErrorCode, JobKind};
 use serde_json::json;
 
-use crate::helpers::{AppOptions, TestApp, WAIT, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, sample, spawn_app, spawn_app_with};
 use crate::proxy::Proxy;
 use test_support::broker::broker_url;
-
-/// The value of the sample whose line starts with `series` (name and labels exactly as exposed).
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-}
-
-/// Polls `/metrics` until `series` reads `value` (a consumer starts or ends moments after `/readyz` turns).
-async fn metric_becomes(app: &TestApp, series: &str, value: f64) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let (_, text) = app.admin_get("/metrics").await;
-        if sample(&text, series) == Some(value) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{series} never became {value}:\n{text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
 
 const FETCH_CONSUMERS: &str = r#"avatar_worker_job_consumers{kind="fetch"}"#;
 const UPDATE_CONSUMERS: &str = r#"avatar_worker_job_consumers{kind="update"}"#;
@@ -151,7 +128,7 @@ async fn readyz_follows_the_broker_connection() {
     // Ready means consuming the fetch queue; the one replica also wins the update-intake claim.
     let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(sample(&text, FETCH_CONSUMERS), Some(1.0), "{text}");
-    metric_becomes(&app, UPDATE_CONSUMERS, 1.0).await;
+    app.metric_becomes(UPDATE_CONSUMERS, 1.0).await;
 
     proxy.pause();
     let reason = app.readyz_becomes(503).await;
@@ -164,7 +141,7 @@ async fn readyz_follows_the_broker_connection() {
     assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(0.0));
     // The consumers ended with the connection: nobody reads the job queues through this worker.
     assert_eq!(sample(&text, FETCH_CONSUMERS), Some(0.0), "{text}");
-    metric_becomes(&app, UPDATE_CONSUMERS, 0.0).await;
+    app.metric_becomes(UPDATE_CONSUMERS, 0.0).await;
     // Liveness does not depend on the broker.
     assert_eq!(app.admin_get("/healthz").await.0, 200);
 
@@ -173,7 +150,7 @@ async fn readyz_follows_the_broker_connection() {
     let (_, text) = app.admin_get("/metrics").await;
     assert_eq!(sample(&text, "avatar_worker_amqp_connected"), Some(1.0));
     assert_eq!(sample(&text, FETCH_CONSUMERS), Some(1.0), "{text}");
-    metric_becomes(&app, UPDATE_CONSUMERS, 1.0).await;
+    app.metric_becomes(UPDATE_CONSUMERS, 1.0).await;
     app.publish_json(
         JobKind::Fetch,
         &json!({"job_id": "after", "phone": "6281300002000"}),
