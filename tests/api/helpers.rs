@@ -553,10 +553,17 @@ impl TestApp {
 
     /// A queue's ready messages, or an error when it does not exist (asked on a channel of its own).
     pub async fn try_queue_depth(&self, queue: &str) -> Result<u32, lapin::Error> {
+        self.try_queue_counts(queue)
+            .await
+            .map(|(messages, _)| messages)
+    }
+
+    /// A queue's ready messages and consumers, on a channel of its own (a missing queue is an error).
+    pub async fn try_queue_counts(&self, queue: &str) -> Result<(u32, u32), lapin::Error> {
         let channel = self.connection.create_channel().await?;
         let counts = broker::queue_counts(&channel, queue).await;
         let _ = channel.close(200, "checked".into()).await;
-        counts.map(|(messages, _)| messages)
+        counts
     }
 
     pub async fn queue_depth(&self, queue: &str) -> u32 {

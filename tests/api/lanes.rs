@@ -247,13 +247,31 @@ async fn idle_lanes_are_removed_and_a_lane_with_jobs_never_is() {
     )
     .await;
     answers(&mut app, 4).await; // dev-a's three and dev-b's first
+    // dev-b's lane pauses once its first job is settled: it stops consuming, its other three jobs in it.
+    let b_lane = lane(&app, "dev-b", LaneKind::Fetch);
+    let deadline = Instant::now() + WAIT;
+    while app.try_queue_counts(&b_lane).await.ok() != Some((3, 0)) {
+        assert!(
+            Instant::now() < deadline,
+            "dev-b's lane pauses, its jobs in it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A job for dev-a after that pause: its lane, idle again afterwards, is removed by a sweep that also
+    // saw dev-b's lane paused with jobs.
+    app.publish_all(
+        JobKind::Fetch,
+        &fetches("late", "dev-a", 1),
+        BasicProperties::default(),
+    )
+    .await;
+    answers(&mut app, 1).await;
     let a_lane = lane(&app, "dev-a", LaneKind::Fetch);
     let deadline = Instant::now() + WAIT;
     while app.try_queue_depth(&a_lane).await.is_ok() {
         assert!(Instant::now() < deadline, "an idle lane is removed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let b_lane = lane(&app, "dev-b", LaneKind::Fetch);
     assert_eq!(
         app.try_queue_depth(&b_lane).await.ok(),
         Some(3),
