@@ -62,17 +62,17 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
-        self.send(queue, body, properties).await?.await
+        self.send(queue, body, properties).await.await
     }
 
-    /// Sends a message and returns the wait for its confirm. Messages sent on one publisher reach a queue
-    /// in the order they were sent, whenever their confirms are awaited.
+    /// Sends a message and returns the wait for its confirm, which also carries a failed send. Messages sent
+    /// on one publisher reach a queue in the order they were sent, whenever their confirms are awaited.
     pub async fn send(
         &self,
         queue: &str,
         body: &[u8],
         properties: BasicProperties,
-    ) -> Result<impl Future<Output = Result<(), PublishError>> + Send + use<>, PublishError> {
+    ) -> impl Future<Output = Result<(), PublishError>> + Send + use<> {
         let sent = self.watch.request(self.channel.basic_publish(
             ShortString::from(""),
             queue.into(),
@@ -83,11 +83,11 @@ impl Publisher {
             body,
             properties.with_delivery_mode(2),
         ));
-        let confirm = sent.await.map_err(|err| self.broken(err))?;
+        let confirm = sent.await.map_err(|err| self.broken(err));
         let queue = queue.to_string();
         let watch = self.watch.clone();
-        Ok(async move {
-            match watch.request(confirm).await {
+        async move {
+            match watch.request(confirm?).await {
                 Ok(Confirmation::Ack(None)) => Ok(()),
                 Ok(Confirmation::Ack(Some(returned)))
                     if returned.delivery.routing_key.as_str() == queue =>
@@ -117,7 +117,7 @@ impl Publisher {
                     Err(PublishError::Amqp(err))
                 }
             }
-        })
+        }
     }
 
     fn broken(&self, err: lapin::Error) -> PublishError {

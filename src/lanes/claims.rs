@@ -338,17 +338,13 @@ impl Claims {
         headers: FieldTable,
     ) -> impl Future<Output = bool> + Send + 'static {
         let properties = BasicProperties::default().with_headers(headers);
-        let sent = self
+        let confirmed = self
             .publisher
             .send(&(self.queue_of)(claim), b"", properties)
             .await;
         let claim = claim.clone();
         async move {
-            let confirmed = match sent {
-                Ok(confirm) => confirm.await,
-                Err(err) => Err(err),
-            };
-            match confirmed {
+            match confirmed.await {
                 Ok(()) => true,
                 Err(err) => {
                     warn_unless_connection_lost!(err, ?claim, "cannot put a message into a claim");

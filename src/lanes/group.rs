@@ -205,18 +205,14 @@ impl GroupOwner {
         let queue = self.ctx.lane_names.lane(key.device.as_ref(), routing.lane);
         let pending = running.pending.clone();
         pending.fetch_add(1, Ordering::AcqRel);
-        let sent = self
+        let confirmed = self
             .ctx
             .publisher
             .send(&queue, &delivery.data, properties)
             .await;
         self.ctx.services.metrics.published("lane");
         self.ctx.spawn_job(async move {
-            let confirmed = match sent {
-                Ok(confirm) => confirm.await,
-                Err(err) => Err(err),
-            };
-            match confirmed {
+            match confirmed.await {
                 Ok(()) => ack(&delivery).await,
                 Err(err) => {
                     warn_unless_connection_lost!(

@@ -298,12 +298,8 @@ async fn publish_confirmed<'a>(
         );
     }
     let mut failed = Vec::new();
-    for (job, sent) in jobs.iter().zip(confirms) {
-        let confirmed = match sent {
-            Ok(confirm) => confirm.await,
-            Err(err) => Err(err),
-        };
-        if confirmed.is_err() {
+    for (job, confirmed) in jobs.iter().zip(confirms) {
+        if confirmed.await.is_err() {
             failed.push(job);
         }
     }
