@@ -4,7 +4,7 @@
 //! claim; surplus tokens are acked away. When the owner dies, the broker returns what it held and gives it
 //! to the next subscriber: the hand-over needs no other coordination.
 //!
-//! An owner also keeps one marker per device lane it created in its claim: the claim is the group's lane
+//! An owner also keeps one marker per lane queue it created in its claim: the claim is the group's lane
 //! registry. A replica that takes a claim over receives the markers with the token and finds every lane
 //! that may still hold jobs, even after every replica restarted.
 //!
@@ -21,8 +21,8 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tokio::sync::mpsc;
 
-use super::names::Group;
-use super::{LaneKey, ack, requeue};
+use super::names::{Group, LaneKind};
+use super::{Lane, ack, requeue};
 use crate::broker::{Publisher, Watch, header_str, headers::put_str, warn_unless_connection_lost};
 use crate::devices::Start;
 use crate::protocol::{DeviceId, JobKind};
@@ -39,6 +39,9 @@ type ClaimStream = std::pin::Pin<
 >;
 const DEVICE: &str = "x-avatar-device";
 const JOB_KIND: &str = "x-avatar-kind";
+/// The marker's lane kind. Markers written before interactive lanes were created on demand lack it and
+/// stand for every lane of their job kind; they are rewritten as one marker per lane when received.
+const LANE_KIND: &str = "x-avatar-lane";
 
 /// What can be claimed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,10 +65,10 @@ pub enum ClaimEvent {
         claim: ClaimId,
         subscription: Subscription,
         start: Start,
-        lanes: Vec<LaneKey>,
+        lanes: Vec<Lane>,
     },
     /// A marker of an owned claim arrived after the token.
-    Lane { claim: ClaimId, lane: LaneKey },
+    Lane { claim: ClaimId, lane: Lane },
 }
 
 /// What the session asks of the claims.
@@ -80,13 +83,13 @@ pub enum ClaimCommand {
     /// Record a new lane of an owned claim; `done` fires once the broker confirmed the marker.
     AddLane {
         claim: ClaimId,
-        lane: LaneKey,
+        lane: Lane,
         done: tokio::sync::oneshot::Sender<bool>,
     },
     /// Forget a removed lane.
     RemoveLane {
         claim: ClaimId,
-        lane: LaneKey,
+        lane: Lane,
     },
     /// Return every held message to the queue, to receive it again (see the module docs).
     Renew,
@@ -98,9 +101,9 @@ struct Held {
     tag: String,
     subscription: Subscription,
     token: Option<Delivery>,
-    markers: HashMap<LaneKey, Delivery>,
+    markers: HashMap<Lane, Delivery>,
     /// Markers to ack when they arrive (their lane was removed before its marker came back).
-    removed: Vec<LaneKey>,
+    removed: Vec<Lane>,
     owner: bool,
 }
 
@@ -263,18 +266,25 @@ impl Claims {
         tag: &str,
         delivery: Delivery,
     ) -> Result<(), lapin::Error> {
-        let table = delivery.properties.headers().as_ref();
-        let Some(held) = self.held.get_mut(&claim).filter(|held| held.tag == tag) else {
+        if self.held.get(&claim).is_none_or(|held| held.tag != tag) {
             // What a cancelled subscription still receives goes back to the queue.
             requeue(&delivery).await;
             return Ok(());
+        }
+        let table = delivery.properties.headers().as_ref();
+        let marker = match header_str(table, KIND).as_deref() {
+            Some("lane") => Marker::read(table),
+            _ => None,
         };
-        match header_str(table, KIND).as_deref() {
-            Some("lane") => {
-                let Some(lane) = lane_of(table) else {
-                    ack(&delivery).await;
-                    return Ok(());
-                };
+        if let Some(Marker::Legacy(lanes)) = marker {
+            self.rewrite_legacy(&claim, lanes, delivery).await;
+            return Ok(());
+        }
+        let Some(held) = self.held.get_mut(&claim) else {
+            return Ok(());
+        };
+        match (header_str(table, KIND).as_deref(), marker) {
+            (_, Some(Marker::Lane(lane))) => {
                 if let Some(at) = held.removed.iter().position(|removed| *removed == lane) {
                     held.removed.swap_remove(at);
                     ack(&delivery).await;
@@ -287,7 +297,7 @@ impl Claims {
                     }
                 }
             }
-            Some("token") if held.token.is_none() => {
+            (Some("token"), _) if held.token.is_none() => {
                 let start = if delivery.redelivered && !held.owner {
                     Start::TakenOver
                 } else {
@@ -305,7 +315,8 @@ impl Claims {
                     });
                 }
             }
-            // Surplus tokens (one per subscriber) and anything else a producer may have put there.
+            // Surplus tokens (one per subscriber), unreadable markers and anything else a producer may have
+            // put there.
             _ => ack(&delivery).await,
         }
         Ok(())
@@ -317,15 +328,36 @@ impl Claims {
         self.put(claim, headers).await.await;
     }
 
+    /// Replaces a marker of an older release, which stood for every lane of its kind, with one marker per
+    /// lane (they arrive like any other); the old one goes once the broker has the new ones.
+    async fn rewrite_legacy(&self, claim: &ClaimId, lanes: Vec<Lane>, legacy: Delivery) {
+        let mut confirms = Vec::new();
+        for lane in &lanes {
+            confirms.push(self.put_marker(claim, lane).await);
+        }
+        tokio::spawn(async move {
+            if futures_util::future::join_all(confirms)
+                .await
+                .into_iter()
+                .all(|confirmed| confirmed)
+            {
+                ack(&legacy).await;
+            } else {
+                requeue(&legacy).await;
+            }
+        });
+    }
+
     /// Sends a lane's marker; the returned wait tells whether the broker confirmed it.
     async fn put_marker(
         &self,
         claim: &ClaimId,
-        lane: &LaneKey,
+        lane: &Lane,
     ) -> impl Future<Output = bool> + Send + 'static {
         let mut headers = FieldTable::default();
         put_str(&mut headers, KIND, "lane");
-        put_str(&mut headers, JOB_KIND, lane.kind.as_str());
+        put_str(&mut headers, JOB_KIND, lane.kind.job_kind().as_str());
+        put_str(&mut headers, LANE_KIND, lane.kind.as_str());
         if let Some(device) = &lane.device {
             put_str(&mut headers, DEVICE, device.as_str());
         }
@@ -355,23 +387,47 @@ impl Claims {
     }
 }
 
-fn lane_of(table: Option<&FieldTable>) -> Option<LaneKey> {
-    let kind = match header_str(table, JOB_KIND)?.as_str() {
-        "fetch" => JobKind::Fetch,
-        "update" => JobKind::Update,
-        _ => return None,
-    };
-    let device = match header_str(table, DEVICE) {
-        Some(id) => Some(DeviceId::parse(id).ok()?),
-        None => None,
-    };
-    Some(LaneKey { device, kind })
+/// What a lane marker records.
+enum Marker {
+    Lane(Lane),
+    /// A marker of an older release: every lane of its job kind.
+    Legacy(Vec<Lane>),
+}
+
+impl Marker {
+    fn read(table: Option<&FieldTable>) -> Option<Self> {
+        let device = match header_str(table, DEVICE) {
+            Some(id) => Some(DeviceId::parse(id).ok()?),
+            None => None,
+        };
+        if let Some(kind) = header_str(table, LANE_KIND) {
+            let kind = LaneKind::parse(&kind)?;
+            return Some(Marker::Lane(Lane { device, kind }));
+        }
+        let kind = match header_str(table, JOB_KIND)?.as_str() {
+            "fetch" => JobKind::Fetch,
+            "update" => JobKind::Update,
+            _ => return None,
+        };
+        let lanes = LaneKind::of(kind).iter().map(|&kind| Lane {
+            device: device.clone(),
+            kind,
+        });
+        Some(Marker::Legacy(lanes.collect()))
+    }
+
+    fn lanes(self) -> Vec<Lane> {
+        match self {
+            Marker::Lane(lane) => vec![lane],
+            Marker::Legacy(lanes) => lanes,
+        }
+    }
 }
 
 /// The lanes a claim records, read without taking anything: each message is fetched and then returned
 /// (an owner holds its messages, so this sees a claim's lanes while nobody owns it). A missing claim queue
 /// is an error that closes `channel`.
-pub async fn lanes_of_claim(channel: &Channel, queue: &str) -> Result<Vec<LaneKey>, lapin::Error> {
+pub async fn lanes_of_claim(channel: &Channel, queue: &str) -> Result<Vec<Lane>, lapin::Error> {
     use lapin::options::BasicGetOptions;
     let mut lanes = Vec::new();
     let mut last = None;
@@ -380,10 +436,11 @@ pub async fn lanes_of_claim(channel: &Channel, queue: &str) -> Result<Vec<LaneKe
         .await?
     {
         let delivery = message.delivery;
-        if header_str(delivery.properties.headers().as_ref(), KIND).as_deref() == Some("lane")
-            && let Some(lane) = lane_of(delivery.properties.headers().as_ref())
+        let table = delivery.properties.headers().as_ref();
+        if header_str(table, KIND).as_deref() == Some("lane")
+            && let Some(marker) = Marker::read(table)
         {
-            lanes.push(lane);
+            lanes.extend(marker.lanes());
         }
         last = Some(delivery);
     }

@@ -1,15 +1,15 @@
 //! A group this replica owns: its inbox emptied into device lanes, a runner per lane, and lanes removed
-//! once idle. The owner is the only publisher to its lanes, so it can remove an empty lane without a job
-//! slipping in between the check and the delete.
+//! once idle. Only this replica publishes to its lanes (the owner, and the intake through `local`), so the
+//! owner can remove an empty lane without a job slipping in between the check and the delete.
 //!
 //! A new lane is created beside the inbox, not in its way: declaring a durable queue takes the broker tens
 //! of milliseconds under load, and a thousand new devices, created one after the other, kept the devices
 //! that already had lanes waiting for seconds (`bench --many-only`). A new lane's jobs wait in hand, in
-//! order, until it exists.
+//! order, until it exists. A device's interactive lane is created only when an interactive job comes: most
+//! devices never get one, and a thousand devices start with half the declares and consumers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -24,17 +24,30 @@ use tokio_util::sync::CancellationToken;
 use super::claims::{ClaimCommand, ClaimId};
 use super::lane::{self, LaneState};
 use super::names::{Group, LaneKind};
-use super::{LaneKey, Routing, SessionCtx, ack, requeue};
+use super::{Hop, Lane, LaneKey, SessionCtx, ack, requeue};
 use crate::broker::{Consumers, warn_unless_connection_lost};
 use crate::devices::{Start, now_ms};
 use crate::settings::QueueType;
 
 struct Running {
+    /// The lane kinds whose queues exist and are consumed.
+    queues: Vec<LaneKind>,
+    /// Tells the runner of a queue created since it started.
+    more: mpsc::UnboundedSender<LaneKind>,
     state: Arc<LaneState>,
-    /// Hops sent to the lane and not yet confirmed.
-    pending: Arc<AtomicUsize>,
     stop: CancellationToken,
     task: JoinHandle<()>,
+}
+
+impl Running {
+    fn lanes(&self, key: &LaneKey) -> Vec<Lane> {
+        let device = &key.device;
+        let lane = |&kind| Lane {
+            device: device.clone(),
+            kind,
+        };
+        self.queues.iter().map(lane).collect()
+    }
 }
 
 pub struct GroupOwner {
@@ -48,8 +61,8 @@ pub struct GroupOwner {
     claims: mpsc::UnboundedSender<ClaimCommand>,
     lanes: HashMap<LaneKey, Running>,
     /// Lanes being created, with the jobs that arrived for them meanwhile, in inbox order.
-    creating: HashMap<LaneKey, Vec<(Delivery, Routing)>>,
-    created: mpsc::UnboundedSender<(LaneKey, bool)>,
+    creating: HashMap<Lane, Vec<Delivery>>,
+    created: mpsc::UnboundedSender<(Lane, bool)>,
 }
 
 impl GroupOwner {
@@ -60,8 +73,8 @@ impl GroupOwner {
         group: Group,
         claims: mpsc::UnboundedSender<ClaimCommand>,
         start: Start,
-        known: Vec<LaneKey>,
-        markers: mpsc::UnboundedReceiver<LaneKey>,
+        known: Vec<Lane>,
+        markers: mpsc::UnboundedReceiver<Lane>,
         stop: CancellationToken,
     ) {
         let opened = async {
@@ -95,13 +108,13 @@ impl GroupOwner {
     async fn run(
         mut self,
         start: Start,
-        known: Vec<LaneKey>,
-        mut markers: mpsc::UnboundedReceiver<LaneKey>,
-        mut created: mpsc::UnboundedReceiver<(LaneKey, bool)>,
+        known: Vec<Lane>,
+        mut markers: mpsc::UnboundedReceiver<Lane>,
+        mut created: mpsc::UnboundedReceiver<(Lane, bool)>,
         stop: CancellationToken,
     ) {
-        for key in known {
-            self.run_lane(key, start);
+        for lane in known {
+            self.serve_lane(lane, start);
         }
         let inbox = self.ctx.lane_names.inbox(&self.group);
         let prefetch = self.ctx.services.settings.worker.prefetch;
@@ -118,12 +131,12 @@ impl GroupOwner {
                 biased;
                 _ = stop.cancelled() => break,
                 _ = self.ctx.watch.wait() => break,
-                Some(key) = markers.recv() => {
-                    if !self.lanes.contains_key(&key) && !self.creating.contains_key(&key) {
-                        self.run_lane(key, start);
+                Some(lane) = markers.recv() => {
+                    if !self.creating.contains_key(&lane) {
+                        self.serve_lane(lane, start);
                     }
                 }
-                Some((key, ok)) = created.recv() => self.lane_created(key, ok).await,
+                Some((lane, ok)) = created.recv() => self.lane_created(lane, ok).await,
                 next = deliveries.next() => match next {
                     Some(Ok(delivery)) => self.route(delivery).await,
                     Some(Err(err)) => {
@@ -141,7 +154,7 @@ impl GroupOwner {
             }
         }
         self.consumers.cancel(&tag).await;
-        for (delivery, _) in self.creating.drain().flat_map(|(_, waiting)| waiting) {
+        for delivery in self.creating.drain().flat_map(|(_, waiting)| waiting) {
             requeue(&delivery).await;
         }
         self.stop_lanes().await;
@@ -149,41 +162,43 @@ impl GroupOwner {
 
     /// Moves one job from the inbox to its device's lane, creating the lane on first use.
     async fn route(&mut self, delivery: Delivery) {
-        let Some(routing) = Routing::read(delivery.properties.headers().as_ref()) else {
+        let Some(lane) = Lane::read(delivery.properties.headers().as_ref()) else {
             tracing::warn!("a message without routing headers in a group inbox; dead-lettered");
             return self.ctx.job().dead_letter_foreign(delivery).await;
         };
-        let key = LaneKey {
-            device: routing.device.clone(),
-            kind: routing.lane.job_kind(),
-        };
-        if let Some(waiting) = self.creating.get_mut(&key) {
-            return waiting.push((delivery, routing));
+        if let Some(waiting) = self.creating.get_mut(&lane) {
+            return waiting.push(delivery);
         }
-        if !self.lanes.contains_key(&key) {
-            self.creating.insert(key.clone(), vec![(delivery, routing)]);
+        if !self.serves(&lane) {
+            self.creating.insert(lane.clone(), vec![delivery]);
             self.ctx.watch.spawn(create_lane(
                 self.ctx.clone(),
                 self.declaring.clone(),
                 self.claims.clone(),
                 ClaimId::Group(self.group.clone()),
-                key.clone(),
+                lane,
                 self.created.clone(),
             ));
             return;
         }
-        self.hop(&key, delivery, routing).await;
+        self.hop(&lane, delivery).await;
+    }
+
+    fn serves(&self, lane: &Lane) -> bool {
+        self.lanes
+            .get(&lane.key())
+            .is_some_and(|running| running.queues.contains(&lane.kind))
     }
 
     /// A lane exists now (or could not be made): its waiting jobs go in, in the order they came.
-    async fn lane_created(&mut self, key: LaneKey, ok: bool) {
-        let waiting = self.creating.remove(&key).unwrap_or_default();
+    async fn lane_created(&mut self, lane: Lane, ok: bool) {
+        let waiting = self.creating.remove(&lane).unwrap_or_default();
         if ok {
-            self.run_lane(key.clone(), Start::Fresh);
+            self.serve_lane(lane.clone(), Start::Fresh);
         }
-        for (delivery, routing) in waiting {
+        for delivery in waiting {
             if ok {
-                self.hop(&key, delivery, routing).await;
+                self.hop(&lane, delivery).await;
             } else {
                 requeue(&delivery).await;
             }
@@ -191,20 +206,18 @@ impl GroupOwner {
     }
 
     /// Moves one job into its lane (which runs here); the inbox delivery is acked once the broker confirmed.
-    async fn hop(&mut self, key: &LaneKey, delivery: Delivery, routing: Routing) {
-        let Some(running) = self.lanes.get(key) else {
+    async fn hop(&mut self, lane: &Lane, delivery: Delivery) {
+        let key = lane.key();
+        let Some(running) = self.lanes.get(&key) else {
             return requeue(&delivery).await;
         };
-        running.state.touch();
-        let Some(properties) = super::hop_properties(&delivery.properties, &routing, now_ms())
-        else {
+        let hop = Hop::begin(running.state.clone());
+        let Some(properties) = super::hop_properties(&delivery.properties, lane, now_ms()) else {
             // Its deadline passed: nobody waits for the answer any more.
             self.ctx.services.metrics.expired(key.kind);
             return ack(&delivery).await;
         };
-        let queue = self.ctx.lane_names.lane(key.device.as_ref(), routing.lane);
-        let pending = running.pending.clone();
-        pending.fetch_add(1, Ordering::AcqRel);
+        let queue = lane.queue(&self.ctx.lane_names);
         let confirmed = self
             .ctx
             .publisher
@@ -222,24 +235,49 @@ impl GroupOwner {
                     requeue(&delivery).await;
                 }
             }
-            pending.fetch_sub(1, Ordering::AcqRel);
+            drop(hop);
         });
     }
 
-    fn run_lane(&mut self, key: LaneKey, start: Start) {
+    /// Serves a lane queue: in its device's runner, started if there is none yet. From now on the intake
+    /// sends its fetches straight in.
+    fn serve_lane(&mut self, lane: Lane, start: Start) {
+        let key = lane.key();
+        match self.lanes.get_mut(&key) {
+            Some(running) if running.queues.contains(&lane.kind) => return,
+            Some(running) => {
+                running.queues.push(lane.kind);
+                let _ = running.more.send(lane.kind);
+            }
+            None => self.run_lane(key.clone(), vec![lane.kind], start),
+        }
+        self.open_locally(&key);
+    }
+
+    fn open_locally(&self, key: &LaneKey) {
+        if let Some(running) = self.lanes.get(key) {
+            for lane in running.lanes(key) {
+                self.ctx.local_lanes.open(lane, running.state.clone());
+            }
+        }
+    }
+
+    fn run_lane(&mut self, key: LaneKey, queues: Vec<LaneKind>, start: Start) {
         let state = Arc::new(LaneState::new());
         let stop = CancellationToken::new();
+        let (more, more_rx) = mpsc::unbounded_channel();
         let task = self.ctx.watch.spawn(lane::run(
             self.ctx.clone(),
             self.consumers.clone(),
-            key.clone(),
+            lane::Queues::new(key.clone(), queues.clone(), more_rx),
             start,
             state.clone(),
             stop.clone(),
         ));
         let running = Running {
+            queues,
+            more,
             state,
-            pending: Arc::new(AtomicUsize::new(0)),
             stop,
             task,
         };
@@ -252,70 +290,83 @@ impl GroupOwner {
         let idle_keys: Vec<LaneKey> = self
             .lanes
             .iter()
-            .filter(|(_, running)| {
-                running.pending.load(Ordering::Acquire) == 0 && running.state.is_idle(idle)
+            .filter(|(key, running)| {
+                running.state.is_idle(idle) && !self.creating.keys().any(|lane| lane.key() == **key)
             })
             .map(|(key, _)| key.clone())
             .collect();
         for key in idle_keys {
+            let Some(running) = self.lanes.get(&key) else {
+                continue;
+            };
+            let lanes = running.lanes(&key);
+            if !self
+                .ctx
+                .local_lanes
+                .close_if_idle(&lanes, &running.state, idle)
+            {
+                continue; // a job on its way in from the intake
+            }
             let Some(running) = self.lanes.remove(&key) else {
                 continue;
             };
             running.stop.cancel();
             let _ = running.task.await;
-            if self.delete_lane(&key).await {
+            let mut kept = Vec::new();
+            for kind in running.queues {
+                let lane = Lane {
+                    device: key.device.clone(),
+                    kind,
+                };
+                if !self.delete_lane(&lane).await {
+                    kept.push(kind);
+                    continue;
+                }
                 let command = ClaimCommand::RemoveLane {
                     claim: ClaimId::Group(self.group.clone()),
-                    lane: key.clone(),
+                    lane,
                 };
                 let _ = self.claims.send(command);
                 tracing::info!(
                     device = key.device.as_ref().map(|d| d.as_str()).unwrap_or("-"),
-                    kind = %key.kind,
+                    lane = kind.as_str(),
                     "idle lane removed"
                 );
-            } else {
-                self.run_lane(key, Start::Fresh);
+            }
+            if !kept.is_empty() {
+                self.run_lane(key.clone(), kept, Start::Fresh);
+                self.open_locally(&key);
             }
         }
     }
 
-    /// Deletes the lane's queues, each only if empty. On a channel of its own: a refused delete closes it.
-    async fn delete_lane(&self, key: &LaneKey) -> bool {
+    /// Deletes a lane queue if it is empty. On a channel of its own: a refused delete closes it.
+    async fn delete_lane(&self, lane: &Lane) -> bool {
         let Ok(channel) = self.ctx.connection.create_channel().await else {
             return false;
         };
+        let queue = lane.queue(&self.ctx.lane_names);
         // Quorum queues refuse `if_empty` outright; for them emptiness is checked first, which is enough
         // because this owner is the only publisher to its lanes and has stopped publishing to this one.
         let classic = self.ctx.services.settings.topology.queue_type == QueueType::Classic;
-        let mut deleted = true;
-        for &lane in LaneKind::of(key.kind) {
-            let queue = self.ctx.lane_names.lane(key.device.as_ref(), lane);
-            let empty = match crate::broker::message_count(&channel, &queue).await {
-                Ok(count) => count == 0,
-                Err(_) => false,
-            };
-            let options = QueueDeleteOptions {
-                if_empty: classic,
-                ..QueueDeleteOptions::default()
-            };
-            if !empty
-                || channel
-                    .queue_delete(queue.as_str().into(), options)
-                    .await
-                    .is_err()
-            {
-                deleted = false;
-                break;
-            }
-        }
+        let empty = matches!(crate::broker::message_count(&channel, &queue).await, Ok(0));
+        let options = QueueDeleteOptions {
+            if_empty: classic,
+            ..QueueDeleteOptions::default()
+        };
+        let deleted = empty
+            && channel
+                .queue_delete(queue.as_str().into(), options)
+                .await
+                .is_ok();
         let _ = channel.close(200, "lane removed".into()).await;
         deleted
     }
 
     /// Stops every lane and waits until their jobs are settled (or the grace period is over).
     async fn stop_lanes(&mut self) {
-        for running in self.lanes.values() {
+        for (key, running) in &self.lanes {
+            self.ctx.local_lanes.close(running.lanes(key));
             running.stop.cancel();
         }
         let grace = self.ctx.services.settings.worker.shutdown_grace;
@@ -327,33 +378,31 @@ impl GroupOwner {
     }
 }
 
-/// Declares the lane's queues and records the lane in the claim before its first job goes in, so a replica
-/// taking over finds it; tells the group how it went.
+/// Declares the lane's queue and records it in the claim before its first job goes in, so a replica taking
+/// over finds it; tells the group how it went.
 async fn create_lane(
     ctx: Arc<SessionCtx>,
     declaring: Channel,
     claims: mpsc::UnboundedSender<ClaimCommand>,
     claim: ClaimId,
-    key: LaneKey,
-    created: mpsc::UnboundedSender<(LaneKey, bool)>,
+    lane: Lane,
+    created: mpsc::UnboundedSender<(Lane, bool)>,
 ) {
     let queue_type = ctx.services.settings.topology.queue_type;
-    for &lane in LaneKind::of(key.kind) {
-        let queue = ctx.lane_names.lane(key.device.as_ref(), lane);
-        let declared =
-            crate::broker::declare_queue(&declaring, &queue, queue_type, FieldTable::default());
-        if let Err(err) = declared.await {
-            ctx.watch.lost(format!("declaring {queue}: {err}"));
-            let _ = created.send((key, false));
-            return;
-        }
+    let queue = lane.queue(&ctx.lane_names);
+    let declared =
+        crate::broker::declare_queue(&declaring, &queue, queue_type, FieldTable::default());
+    if let Err(err) = declared.await {
+        ctx.watch.lost(format!("declaring {queue}: {err}"));
+        let _ = created.send((lane, false));
+        return;
     }
     let (done, confirmed) = tokio::sync::oneshot::channel();
     let command = ClaimCommand::AddLane {
         claim,
-        lane: key.clone(),
+        lane: lane.clone(),
         done,
     };
     let ok = claims.send(command).is_ok() && confirmed.await.unwrap_or(false);
-    let _ = created.send((key, ok));
+    let _ = created.send((lane, ok));
 }

@@ -26,6 +26,8 @@ pub struct LaneState {
     last_active: Mutex<Instant>,
     /// Deliveries in hand, waiting or running.
     busy: AtomicUsize,
+    /// Jobs on their way into the lane ([`super::local::Hop`]).
+    hops: AtomicUsize,
     /// Paused until a far turn: its jobs wait in the broker, and it is not idle.
     paused: AtomicBool,
     settled: Notify,
@@ -36,6 +38,7 @@ impl LaneState {
         Self {
             last_active: Mutex::new(Instant::now()),
             busy: AtomicUsize::new(0),
+            hops: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             settled: Notify::new(),
         }
@@ -45,9 +48,10 @@ impl LaneState {
         *self.last_active.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
-    /// Idle for at least `idle`, with nothing in hand and no pause under way.
+    /// Idle for at least `idle`, with nothing in hand or on its way in and no pause under way.
     pub fn is_idle(&self, idle: Duration) -> bool {
         !self.is_busy()
+            && self.hops.load(Ordering::Acquire) == 0
             && !self.paused.load(Ordering::Acquire)
             && self
                 .last_active
@@ -59,6 +63,15 @@ impl LaneState {
 
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Acquire) > 0
+    }
+
+    pub(super) fn hop_begins(&self) {
+        self.touch();
+        self.hops.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn hop_ends(&self) {
+        self.hops.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn take(&self) {
@@ -114,8 +127,34 @@ impl Waiting {
     }
 }
 
-type LaneStream =
-    SelectAll<futures_util::stream::BoxStream<'static, (LaneKind, Result<Delivery, lapin::Error>)>>;
+type LaneStream = SelectAll<LaneConsumer>;
+
+/// The queues a runner consumes: the device's lanes of one job kind that exist, and news of one created
+/// since it started (a device's first interactive job creates its interactive lane).
+pub struct Queues {
+    key: LaneKey,
+    kinds: Vec<LaneKind>,
+    more: mpsc::UnboundedReceiver<LaneKind>,
+}
+
+impl Queues {
+    pub fn new(
+        key: LaneKey,
+        kinds: Vec<LaneKind>,
+        more: mpsc::UnboundedReceiver<LaneKind>,
+    ) -> Self {
+        Self { key, kinds, more }
+    }
+
+    /// Takes in a queue created since; false when it was known already.
+    fn add(&mut self, kind: LaneKind) -> bool {
+        if self.kinds.contains(&kind) {
+            return false;
+        }
+        self.kinds.push(kind);
+        true
+    }
+}
 
 /// Serves the lane until `stop` (the group stops or removes it) or the session ends.
 ///
@@ -124,11 +163,12 @@ type LaneStream =
 pub async fn run(
     ctx: Arc<SessionCtx>,
     consumers: Arc<Consumers>,
-    key: LaneKey,
+    mut queues: Queues,
     start: Start,
     state: Arc<LaneState>,
     stop: CancellationToken,
 ) {
+    let key = queues.key.clone();
     let settings = &ctx.services.settings;
     let limit = settings.pacing.limit(key.device.as_ref(), key.kind);
     let mut pacer = Pacer::new(limit, &settings.pacing, start, now_ms());
@@ -140,8 +180,8 @@ pub async fn run(
     let (feedback_tx, mut feedback) = mpsc::unbounded_channel::<Feedback>();
     let _running = ctx.services.metrics.lane_running();
     loop {
-        let Some((mut stream, tags)) =
-            Box::pin(subscribe(&ctx, &consumers, &key, concurrency)).await
+        let Some((mut stream, mut tags)) =
+            Box::pin(subscribe(&ctx, &consumers, &queues, concurrency)).await
         else {
             return;
         };
@@ -174,6 +214,18 @@ pub async fn run(
                         pacer.penalize(now_ms(), retry_after);
                     }
                 },
+                Some(kind) = queues.more.recv() => {
+                    if queues.add(kind) {
+                        let queue = ctx.lane_names.lane(key.device.as_ref(), kind);
+                        let Some((tag, consumer)) =
+                            Box::pin(consume(&ctx, &consumers, &queue, kind, concurrency)).await
+                        else {
+                            break None;
+                        };
+                        tags.push(tag);
+                        stream.push(consumer);
+                    }
+                }
                 _ = async {
                     match turn.as_mut() {
                         Some(turn) => turn.await,
@@ -231,10 +283,17 @@ pub async fn run(
                     wait_s = wait.as_secs(),
                     "lane paused until its next turn; its jobs wait in the broker"
                 );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return,
-                    _ = ctx.watch.wait() => return,
+                let resume = tokio::time::sleep(wait);
+                tokio::pin!(resume);
+                loop {
+                    tokio::select! {
+                        _ = &mut resume => break,
+                        Some(kind) = queues.more.recv() => {
+                            queues.add(kind);
+                        }
+                        _ = stop.cancelled() => return,
+                        _ = ctx.watch.wait() => return,
+                    }
                 }
                 state.paused.store(false, Ordering::Release);
             }
@@ -243,30 +302,42 @@ pub async fn run(
     }
 }
 
-/// One consumer per lane queue of the key, each taking as many jobs as the device runs at once.
+/// One consumer per lane queue, each taking as many jobs as the device runs at once.
 async fn subscribe(
     ctx: &SessionCtx,
     consumers: &Consumers,
-    key: &LaneKey,
+    queues: &Queues,
     concurrency: usize,
 ) -> Option<(LaneStream, Vec<String>)> {
     let mut stream = SelectAll::new();
     let mut tags = Vec::new();
-    for &lane in LaneKind::of(key.kind) {
-        let queue = ctx.lane_names.lane(key.device.as_ref(), lane);
-        let prefetch = concurrency.min(usize::from(u16::MAX)) as u16;
-        match consumers.consume(&queue, prefetch).await {
-            Ok((tag, consumer)) => {
-                tags.push(tag);
-                stream.push(consumer.map(move |delivery| (lane, delivery)).boxed());
-            }
-            Err(err) => {
-                ctx.watch.lost(format!("consuming lane {queue}: {err}"));
-                return None;
-            }
-        }
+    for &kind in &queues.kinds {
+        let queue = ctx.lane_names.lane(queues.key.device.as_ref(), kind);
+        let (tag, consumer) = consume(ctx, consumers, &queue, kind, concurrency).await?;
+        tags.push(tag);
+        stream.push(consumer);
     }
     Some((stream, tags))
+}
+
+type LaneConsumer =
+    futures_util::stream::BoxStream<'static, (LaneKind, Result<Delivery, lapin::Error>)>;
+
+async fn consume(
+    ctx: &SessionCtx,
+    consumers: &Consumers,
+    queue: &str,
+    kind: LaneKind,
+    concurrency: usize,
+) -> Option<(String, LaneConsumer)> {
+    let prefetch = concurrency.min(usize::from(u16::MAX)) as u16;
+    match consumers.consume(queue, prefetch).await {
+        Ok((tag, consumer)) => Some((tag, consumer.map(move |d| (kind, d)).boxed())),
+        Err(err) => {
+            ctx.watch.lost(format!("consuming lane {queue}: {err}"));
+            None
+        }
+    }
 }
 
 /// Deliveries the broker sent before the cancel took effect, still unread in the consumers: back to the lane.

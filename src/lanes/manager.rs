@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::claims::{ClaimCommand, ClaimEvent, ClaimId, Claims, Subscription};
 use super::group::GroupOwner;
 use super::names::Group;
-use super::{LaneKey, SessionCtx};
+use super::{Lane, SessionCtx};
 use crate::devices::Start;
 use crate::ops::GaugeGuard;
 use crate::protocol::DeviceId;
@@ -20,7 +20,7 @@ use crate::worker::intake;
 struct Owned {
     stop: CancellationToken,
     task: JoinHandle<()>,
-    markers: Option<mpsc::UnboundedSender<LaneKey>>,
+    markers: Option<mpsc::UnboundedSender<Lane>>,
     /// Counted in `avatar_worker_claims_owned` while this replica owns the claim.
     _counted: GaugeGuard,
 }
@@ -181,7 +181,7 @@ impl Manager {
         }
     }
 
-    fn run_owner(&self, claim: &ClaimId, start: Start, lanes: Vec<LaneKey>) -> Owned {
+    fn run_owner(&self, claim: &ClaimId, start: Start, lanes: Vec<Lane>) -> Owned {
         let stop = CancellationToken::new();
         let counted = self.ctx.services.metrics.claim_owned(metric_kind(claim));
         match claim {

@@ -2,18 +2,21 @@
 //! time serves them, at the device's pace (docs/scaling.md).
 //!
 //! A job read from a job queue (`worker::intake`) goes to its group's inbox; the replica that owns the group
-//! moves it into the device's lane (`group`) and runs it at the device's turn (`lane`). Who owns what is
+//! moves it into the device's lane (`group`) and runs it at the device's turn (`lane`). A fetch read by that
+//! replica goes straight into its lane once the lane exists (`local`). Who owns what is
 //! decided by the broker through claims (`claims`); `manager` starts and stops this replica's share.
 //!
 //! - `names`: groups, lane kinds and queue names.
 //! - `claims`: single-active-consumer claims with a token and one marker per lane.
 //! - `manager`: the claims this replica subscribes to, the owners it runs, its fair share.
 //! - `group`: an owned group: inbox → lanes, lanes removed when idle.
+//! - `local`: the lanes owned here, which the intake sends fetches straight into.
 //! - `lane`: one lane's runner: pacing, concurrency, interactive first.
 
 mod claims;
 mod group;
 mod lane;
+mod local;
 mod manager;
 pub mod names;
 
@@ -22,6 +25,7 @@ use lapin::types::FieldTable;
 
 pub(crate) use crate::worker::SessionCtx;
 pub use claims::lanes_of_claim;
+pub(crate) use local::{Hop, LocalLanes};
 pub(crate) use manager::Manager;
 
 use crate::broker::headers::{self, JobHeaders};
@@ -36,29 +40,39 @@ pub struct LaneKey {
     pub kind: JobKind,
 }
 
-const DEVICE: &str = "x-avatar-device";
-const LANE: &str = "x-avatar-lane";
-
-/// Where a job goes, written by the intake for the group's owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Routing {
+/// One lane queue: a device's jobs of one lane kind. Each exists only once a job came for it (the
+/// interactive lane of most devices never does), and its group's claim records it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lane {
     pub device: Option<DeviceId>,
-    pub lane: LaneKind,
+    pub kind: LaneKind,
 }
 
-impl Routing {
+impl Lane {
+    pub fn key(&self) -> LaneKey {
+        LaneKey {
+            device: self.device.clone(),
+            kind: self.kind.job_kind(),
+        }
+    }
+
+    pub fn queue(&self, names: &names::LaneNames) -> String {
+        names.lane(self.device.as_ref(), self.kind)
+    }
+
+    /// The lane a job is routed to, as the intake wrote it for the group's owner.
     pub fn read(table: Option<&FieldTable>) -> Option<Self> {
-        let lane = LaneKind::parse(&headers::header_str(table, LANE)?)?;
+        let kind = LaneKind::parse(&headers::header_str(table, LANE)?)?;
         let device = match headers::header_str(table, DEVICE) {
             Some(id) => Some(DeviceId::parse(id).ok()?),
             None => None,
         };
-        Some(Self { device, lane })
+        Some(Self { device, kind })
     }
 
     /// The routing as string headers.
     pub fn headers(&self) -> Vec<(&'static str, &str)> {
-        let mut out = vec![(LANE, self.lane.as_str())];
+        let mut out = vec![(LANE, self.kind.as_str())];
         if let Some(device) = &self.device {
             out.push((DEVICE, device.as_str()));
         }
@@ -66,12 +80,15 @@ impl Routing {
     }
 }
 
+const DEVICE: &str = "x-avatar-device";
+const LANE: &str = "x-avatar-lane";
+
 /// The properties of a job's next hop (a group's inbox, a lane): what [`properties::republished`] keeps,
 /// with the routing, and what is left of the job's deadline as its TTL. `None` when the deadline has passed:
 /// nobody waits for the answer any more.
 pub(crate) fn hop_properties(
     from: &BasicProperties,
-    routing: &Routing,
+    routing: &Lane,
     now_ms: u64,
 ) -> Option<BasicProperties> {
     let job = JobHeaders::read(from.headers().as_ref());
@@ -97,10 +114,8 @@ pub async fn queues(
     let mut out = vec![names.update_intake_claim()];
     for group in &groups {
         let claim = names.claim(group);
-        for key in lanes_of_claim(channel, &claim).await? {
-            for &lane in LaneKind::of(key.kind) {
-                out.push(names.lane(key.device.as_ref(), lane));
-            }
+        for lane in lanes_of_claim(channel, &claim).await? {
+            out.push(lane.queue(names));
         }
         out.push(claim);
         out.push(names.inbox(group));

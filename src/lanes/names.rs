@@ -68,7 +68,7 @@ impl LaneKind {
         }
     }
 
-    /// The lanes a device's jobs of `kind` arrive in; they are created, consumed and removed together.
+    /// The lanes a device's jobs of `kind` may arrive in; each is created by the first job that needs it.
     pub fn of(kind: JobKind) -> &'static [LaneKind] {
         match kind {
             JobKind::Fetch => &[LaneKind::Fetch, LaneKind::FetchNow],

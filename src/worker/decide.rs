@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::{DeadReason, JobHeaders, RetryPolicy};
 use crate::devices::UpdateOrder;
-use crate::lanes::Routing;
+use crate::lanes::Lane;
 use crate::protocol::{DeviceId, ErrorCode, JobError, JobResult, ParsedJob, Status, Then};
 
 use super::execute::Outcome;
@@ -39,7 +39,7 @@ pub(crate) struct Park {
     /// For a retry, the error it follows (`avatar_worker_retries_total{reason}`).
     pub retry_of: Option<ErrorCode>,
     /// Where the job goes next, for a group's owner (a hop to an inbox, a redelivery back into a lane).
-    pub routing: Option<Routing>,
+    pub routing: Option<Lane>,
 }
 
 /// A malformed job can never succeed: answer it and keep a copy for a person, never requeue it.
@@ -60,7 +60,7 @@ pub(crate) fn redelivered(
     parsed: &ParsedJob,
     mut headers: JobHeaders,
     limit: u32,
-    back_to: (&str, Option<Routing>),
+    back_to: (&str, Option<Lane>),
     started: Instant,
 ) -> Decision {
     headers.redeliveries = headers.redeliveries.saturating_add(1);
@@ -88,7 +88,7 @@ pub(crate) fn redelivered(
 }
 
 /// The job again at the end of its lane, with what is left of its deadline; dropped when none is.
-fn back_to_lane(headers: JobHeaders, (queue, routing): (&str, Option<Routing>)) -> Decision {
+fn back_to_lane(headers: JobHeaders, (queue, routing): (&str, Option<Lane>)) -> Decision {
     let expiration = remaining(&headers, now_ms());
     if expiration == Some(Duration::ZERO) {
         return Decision::Drop;
@@ -103,7 +103,7 @@ fn back_to_lane(headers: JobHeaders, (queue, routing): (&str, Option<Routing>)) 
 }
 
 /// A checked job on its way to its group's inbox, with what is left of its deadline; dropped when none is.
-pub(crate) fn hop(headers: JobHeaders, inbox: &str, routing: Routing, now_ms: u64) -> Decision {
+pub(crate) fn hop(headers: JobHeaders, inbox: &str, routing: Lane, now_ms: u64) -> Decision {
     let expiration = remaining(&headers, now_ms);
     if expiration == Some(Duration::ZERO) {
         return Decision::Drop;
@@ -156,7 +156,7 @@ pub(crate) fn ran(
     outcome: Result<Outcome, JobError>,
     mut headers: JobHeaders,
     retry: &RetryPolicy,
-    (job_queue, lane): (&str, (&str, Option<Routing>)),
+    (job_queue, lane): (&str, (&str, Option<Lane>)),
     started: Instant,
 ) -> Decision {
     let err = match outcome {
@@ -447,9 +447,9 @@ mod tests {
 
     #[test]
     fn a_hop_carries_what_is_left_of_the_deadline_and_an_expired_job_is_dropped() {
-        let routing = Routing {
+        let routing = Lane {
             device: None,
-            lane: crate::lanes::names::LaneKind::Fetch,
+            kind: crate::lanes::names::LaneKind::Fetch,
         };
         let headers = JobHeaders {
             expires_at_ms: Some(10_000),

@@ -17,7 +17,7 @@ use super::settle::Settle;
 use crate::broker::{self, DeadLetter, DeadReason, JobHeaders, Publisher, headers};
 use crate::devices::{Lookup, Verdict, now_ms};
 use crate::lanes::names::{Group, LaneKind};
-use crate::lanes::{LaneKey, Routing};
+use crate::lanes::{Lane, LaneKey};
 use crate::protocol::{ErrorCode, Job, JobError, JobKind, ParsedJob, Then, parse_job};
 
 /// What a job needs from its session.
@@ -28,6 +28,7 @@ pub(crate) struct JobCtx {
     pub replies: ReplyCheck,
     /// The groups whose claim and inbox this session declared.
     pub declared: Arc<Mutex<std::collections::HashSet<Group>>>,
+    pub local_lanes: Arc<crate::lanes::LocalLanes>,
 }
 
 /// What a running job tells its lane.
@@ -127,9 +128,9 @@ async fn check(
     }
     if delivery.redelivered {
         let queue = job.services.lane_names.lane(key.device.as_ref(), lane);
-        let routing = Routing {
+        let routing = Lane {
             device: key.device.clone(),
-            lane,
+            kind: lane,
         };
         let limit = job.services.settings.retry.max_redeliveries;
         let back_to = (queue.as_str(), Some(routing));
@@ -218,9 +219,9 @@ pub(crate) async fn run(job: &JobCtx, ready: Ready, runs_in: RunsIn<'_>) {
             RunsIn::Lane(_) => services.lane_names.lane(device, lane),
             RunsIn::Intake => services.lane_names.inbox(&services.group_of(device)),
         };
-        let routing = Routing {
+        let routing = Lane {
             device: parsed.device_id.clone(),
-            lane,
+            kind: lane,
         };
         let decision = decide::ran(
             &parsed,

@@ -1,6 +1,6 @@
 //! Where a job enters: read from its job queue, checked once, answered at once when it cannot run, run here
-//! when it is an unpaced fetch, and otherwise sent to the inbox of the group that owns its device
-//! (`crate::lanes`). Fetch jobs are read by every replica; update jobs by the one replica holding the
+//! when it is an unpaced fetch, sent straight into its lane when this replica owns it, and otherwise to the
+//! inbox of the group that owns its device (`crate::lanes`). Fetch jobs are read by every replica; update jobs by the one replica holding the
 //! update-intake claim, one at a time, so a device's updates reach its lane in the order they were published.
 
 use std::sync::Arc;
@@ -18,21 +18,21 @@ use super::settle::Settle;
 use crate::broker::JobHeaders;
 use crate::devices::{UpdateOrder, now_ms};
 use crate::lanes::names::{Group, LaneKind};
-use crate::lanes::{Routing, SessionCtx};
+use crate::lanes::{Hop, Lane, SessionCtx};
 use crate::protocol::{Job, JobError, JobKind, ParsedJob};
 
 pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
     let started = Instant::now();
     let (parsed, span) = read(&job.services, kind, &delivery);
     let admitted = span.in_scope(|| admit(job, kind, &delivery, &parsed, started));
-    let (delivery, decision) = match admitted {
-        Admitted::Settle(decision) => (delivery, decision),
+    let (delivery, decision, hop) = match admitted {
+        Admitted::Settle(decision) => (delivery, decision, None),
         Admitted::Lane { headers, routing }
             if Box::pin(runs_here(job, &routing, &headers, &delivery)).await =>
         {
             let ready = Ready {
                 delivery,
-                lane: routing.lane,
+                lane: routing.kind,
                 parsed,
                 headers,
                 started,
@@ -41,9 +41,12 @@ pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
             return Box::pin(delivery::run(job, ready, delivery::RunsIn::Intake)).await;
         }
         Admitted::Lane { headers, routing } => {
-            let group = job.services.group_of(routing.device.as_ref());
-            let inbox = job.services.lane_names.inbox(&group);
-            (delivery, decide::hop(headers, &inbox, routing, now_ms()))
+            let (queue, hop) = next_queue(job, &routing);
+            (
+                delivery,
+                decide::hop(headers, &queue, routing, now_ms()),
+                hop,
+            )
         }
     };
     let settle = Settle {
@@ -51,16 +54,29 @@ pub(crate) async fn handle(job: &JobCtx, kind: JobKind, delivery: Delivery) {
         delivery: &delivery,
         kind,
     };
-    settle.apply(decision).instrument(span).await
+    settle.apply(decision).instrument(span).await;
+    // The lane it went into may be removed only now.
+    drop(hop);
+}
+
+/// Where a job on its way to its lane goes next: straight into the lane when this replica owns it and the
+/// lane exists, otherwise into its group's inbox. Updates always take the inbox: the group's owner moves
+/// them in the order they were read, also when the group changed hands with updates in its inbox.
+fn next_queue(job: &JobCtx, routing: &Lane) -> (String, Option<Hop>) {
+    let names = &job.services.lane_names;
+    if routing.kind != LaneKind::Update
+        && let Some(hop) = job.local_lanes.enter(routing)
+    {
+        return (routing.queue(names), Some(hop));
+    }
+    let group = job.services.group_of(routing.device.as_ref());
+    (names.inbox(&group), None)
 }
 
 /// What the intake makes of a job: settled here, or on its way to its device's lane.
 enum Admitted {
     Settle(Decision),
-    Lane {
-        headers: JobHeaders,
-        routing: Routing,
-    },
+    Lane { headers: JobHeaders, routing: Lane },
 }
 
 fn admit(
@@ -94,9 +110,9 @@ fn admit(
         let stamp = UpdateOrder::plausible(headers.stamp);
         headers.stamp = Some(stamp.unwrap_or_else(|| services.order.stamp()));
     }
-    let routing = Routing {
+    let routing = Lane {
         device: parsed.device_id.clone(),
-        lane: lane_of(job, &request, &delivery.properties),
+        kind: lane_of(job, &request, &delivery.properties),
     };
     Admitted::Lane { headers, routing }
 }
@@ -107,13 +123,13 @@ fn admit(
 /// (its lane answers it without a WhatsApp query).
 async fn runs_here(
     job: &JobCtx,
-    routing: &Routing,
+    routing: &Lane,
     headers: &JobHeaders,
     delivery: &Delivery,
 ) -> bool {
     let services = &job.services;
     let device = routing.device.as_ref();
-    if routing.lane.job_kind() != JobKind::Fetch
+    if routing.kind.job_kind() != JobKind::Fetch
         || decide::expired(headers, now_ms())
         || services.settings.pacing.limit(device, JobKind::Fetch).is_some()
         || matches!(services.group_of(device), Group::Native(_))

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::delivery::{JobCtx, ReplyCheck};
 use super::{Services, intake};
 use crate::broker::{self, Backoff, Consumers, Publisher, Watch};
-use crate::lanes::{Manager, names::Group, names::LaneNames};
+use crate::lanes::{LocalLanes, Manager, names::Group, names::LaneNames};
 use crate::protocol::JobKind;
 use crate::shutdown::Shutdown;
 
@@ -32,6 +32,8 @@ pub(crate) struct SessionCtx {
     /// The update intake's consumer (each group owner has a channel of its own).
     pub consumers: Consumers,
     pub lane_names: LaneNames,
+    /// The lanes this session's owners serve; the intake sends fetches straight into them.
+    pub local_lanes: Arc<LocalLanes>,
     pub watch: Watch,
     tracker: TaskTracker,
     replies: ReplyCheck,
@@ -65,6 +67,7 @@ impl SessionCtx {
             publisher: self.publisher.clone(),
             replies: self.replies.clone(),
             declared: self.declared.clone(),
+            local_lanes: self.local_lanes.clone(),
         }
     }
 }
@@ -120,6 +123,7 @@ async fn serve(
         connection: connection.clone(),
         consumers: Consumers::open(connection).await?,
         lane_names,
+        local_lanes: Arc::default(),
         watch: watch.clone(),
         tracker: tracker.clone(),
         replies: ReplyCheck::new(connection.clone()),

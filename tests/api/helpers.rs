@@ -253,7 +253,7 @@ impl TestApp {
     }
 
     /// Remembers the device a job body names, so the cleanup deletes its lanes.
-    fn note_device(&self, body: &[u8]) {
+    pub fn note_device(&self, body: &[u8]) {
         if let Ok(job) = serde_json::from_slice::<Value>(body)
             && let Some(device) = job["device_id"].as_str()
         {
@@ -679,13 +679,9 @@ impl Drop for TestApp {
                 for group in groups {
                     let claim = lane_names.claim(&group);
                     if let Ok(channel) = connection.create_channel().await
-                        && let Ok(keys) = lanes::lanes_of_claim(&channel, &claim).await
+                        && let Ok(lanes) = lanes::lanes_of_claim(&channel, &claim).await
                     {
-                        for key in keys {
-                            for &lane in LaneKind::of(key.kind) {
-                                queues.push(lane_names.lane(key.device.as_ref(), lane));
-                            }
-                        }
+                        queues.extend(lanes.iter().map(|lane| lane.queue(&lane_names)));
                         let _ = channel.close(200, "cleanup".into()).await;
                     }
                     queues.push(claim);

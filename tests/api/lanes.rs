@@ -116,6 +116,12 @@ async fn an_interactive_job_overtakes_its_devices_backlog() {
         assert!(Instant::now() < deadline, "the backlog reaches its lane");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let interactive_lane =
+        LaneNames::new(&app.settings.topology.prefix).lane(Some(&device), LaneKind::FetchNow);
+    assert!(
+        app.try_queue_depth(&interactive_lane).await.is_err(),
+        "a device's interactive lane is created by its first interactive job"
+    );
     let asked = Instant::now();
     let job = json!({"job_id": "now", "device_id": "dev-a", "phone": "6281499999999", "interactive": true});
     app.publish_json(JobKind::Fetch, &job).await;
@@ -213,6 +219,84 @@ async fn lanes_with_jobs_are_served_again_after_every_replica_restarts() {
     while seen.len() < JOBS {
         seen.insert(app.next_result().await.job_id.to_string());
     }
+}
+
+/// Claims written before interactive lanes were created on demand hold one marker for a device's fetch
+/// lanes, both of them; a worker of this release still serves both and rewrites the marker.
+#[tokio::test]
+async fn lanes_recorded_by_an_older_release_are_served() {
+    use lapin::options::BasicPublishOptions;
+    use lapin::types::{AMQPValue, FieldTable, ShortString};
+    let mut app = spawn_app_with(AppOptions {
+        configure: paced(limit(10.0, 1, 1)),
+        start_worker: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let names = LaneNames::new(&app.settings.topology.prefix);
+    let device = DeviceId::parse("dev-a").unwrap();
+    let claim = names.claim(&Group::shard_of(Some(&device), app.settings.lanes.groups));
+    let queue_type = app.settings.topology.queue_type;
+    let mut single_active = FieldTable::default();
+    single_active.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    avatar_worker::broker::declare_queue(&app.channel, &claim, queue_type, single_active)
+        .await
+        .unwrap();
+    let mut marker = FieldTable::default();
+    for (key, value) in [
+        ("x-avatar-claim", "lane"),
+        ("x-avatar-kind", "fetch"),
+        ("x-avatar-device", "dev-a"),
+    ] {
+        marker.insert(ShortString::from(key), AMQPValue::LongString(value.into()));
+    }
+    let mut messages = vec![(
+        claim,
+        Vec::new(),
+        BasicProperties::default().with_headers(marker),
+    )];
+    for (kind, job_id) in [(LaneKind::Fetch, "bulk"), (LaneKind::FetchNow, "now")] {
+        let queue = lane(&app, "dev-a", kind);
+        avatar_worker::broker::declare_queue(
+            &app.channel,
+            &queue,
+            queue_type,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let job = json!({"job_id": job_id, "device_id": "dev-a", "phone": "6281400000001"});
+        app.note_device(job.to_string().as_bytes());
+        messages.push((
+            queue,
+            job.to_string().into_bytes(),
+            BasicProperties::default(),
+        ));
+    }
+    for (queue, body, properties) in messages {
+        let confirm = app
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties.with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+    app.start_worker().await;
+    let answered: HashSet<String> = app
+        .results(2)
+        .await
+        .into_iter()
+        .map(|result| result.job_id.to_string())
+        .collect();
+    assert_eq!(answered, HashSet::from(["bulk".into(), "now".into()]));
 }
 
 #[tokio::test]

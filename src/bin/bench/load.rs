@@ -223,6 +223,7 @@ impl Load {
         for confirm in window {
             confirm.await?;
         }
+        let published_in = started.elapsed();
         let patience = Duration::from_secs(60);
         while tally.answered < jobs {
             match tokio::time::timeout(patience, results.recv()).await {
@@ -246,6 +247,7 @@ impl Load {
         Ok(RunStats {
             answered,
             throughput: answered as f64 / elapsed,
+            published_in,
             p50_ms: percentile(&latencies, 0.50),
             p95_ms: percentile(&latencies, 0.95),
             p99_ms: percentile(&latencies, 0.99),

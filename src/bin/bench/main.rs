@@ -343,10 +343,11 @@ impl ManyDevices {
             )
         };
         println!(
-            "many devices: {} devices at {}/s, {} jobs, {:.0} jobs/s; worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}, file handle limit {}",
+            "many devices: {} devices at {}/s, {} jobs published in {:.1} s, {:.0} jobs/s; worker peak RSS {:.1} MiB; broker: {} queues of this run, RSS {}, file handle limit {}",
             self.devices,
             args.many_rate,
             self.run.answered,
+            self.run.published_in.as_secs_f64(),
             self.run.throughput,
             self.worker_rss_kib as f64 / 1024.0,
             or_na(self.broker_queues),

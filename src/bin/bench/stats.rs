@@ -8,6 +8,8 @@ pub struct RunStats {
     pub answered: usize,
     /// Jobs per second from the first publish to the last result.
     pub throughput: f64,
+    /// From the first publish until the broker confirmed the last.
+    pub published_in: Duration,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
