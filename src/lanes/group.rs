@@ -300,6 +300,12 @@ impl GroupOwner {
                 continue;
             };
             let lanes = running.lanes(&key);
+            // Jobs in the lane that have not reached its runner yet (the broker can be slower than `idle` to
+            // deliver the next one after an ack): not idle.
+            if !self.lanes_empty(&lanes).await {
+                running.state.touch();
+                continue;
+            }
             if !self
                 .ctx
                 .local_lanes
@@ -334,10 +340,29 @@ impl GroupOwner {
                 );
             }
             if !kept.is_empty() {
-                self.run_lane(key.clone(), kept, Start::Fresh);
+                // Its pace goes on where the stopped runner left it: no burst, as after a hand-over.
+                self.run_lane(key.clone(), kept, Start::TakenOver);
                 self.open_locally(&key);
             }
         }
+    }
+
+    /// Whether the lane queues hold no ready job (a missing queue counts as not empty). On a channel of its
+    /// own: a missing queue closes it.
+    async fn lanes_empty(&self, lanes: &[Lane]) -> bool {
+        let Ok(channel) = self.ctx.connection.create_channel().await else {
+            return false;
+        };
+        let mut empty = true;
+        for lane in lanes {
+            let queue = lane.queue(&self.ctx.lane_names);
+            if !matches!(crate::broker::message_count(&channel, &queue).await, Ok(0)) {
+                empty = false;
+                break;
+            }
+        }
+        let _ = channel.close(200, "lanes counted".into()).await;
+        empty
     }
 
     /// Deletes a lane queue if it is empty. On a channel of its own: a refused delete closes it.
@@ -347,7 +372,7 @@ impl GroupOwner {
         };
         let queue = lane.queue(&self.ctx.lane_names);
         // Quorum queues refuse `if_empty` outright; for them emptiness is checked first, which is enough
-        // because this owner is the only publisher to its lanes and has stopped publishing to this one.
+        // because only this replica publishes to its lanes and none of its hops is on its way into this one.
         let classic = self.ctx.services.settings.topology.queue_type == QueueType::Classic;
         let empty = matches!(crate::broker::message_count(&channel, &queue).await, Ok(0));
         let options = QueueDeleteOptions {

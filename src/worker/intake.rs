@@ -1,7 +1,8 @@
 //! Where a job enters: read from its job queue, checked once, answered at once when it cannot run, run here
 //! when it is an unpaced fetch, sent straight into its lane when this replica owns it, and otherwise to the
-//! inbox of the group that owns its device (`crate::lanes`). Fetch jobs are read by every replica; update jobs by the one replica holding the
-//! update-intake claim, one at a time, so a device's updates reach its lane in the order they were published.
+//! inbox of the group that owns its device (`crate::lanes`). Fetch jobs are read by every replica; update
+//! jobs by the one replica holding the update-intake claim, one at a time, so a device's updates reach its
+//! lane in the order they were published.
 
 use std::sync::Arc;
 use std::time::Instant;
