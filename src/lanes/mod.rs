@@ -3,8 +3,8 @@
 //!
 //! A job read from a job queue (`worker::intake`) goes to its group's inbox; the replica that owns the group
 //! moves it into the device's lane (`group`) and runs it at the device's turn (`lane`). A fetch read by that
-//! replica goes straight into its lane once the lane exists (`local`). Who owns what is
-//! decided by the broker through claims (`claims`); `manager` starts and stops this replica's share.
+//! replica goes straight into its lane once the lane exists (`local`). Who owns what is decided by the
+//! broker through claims (`claims`); `manager` starts and stops this replica's share.
 //!
 //! - `names`: groups, lane kinds and queue names.
 //! - `claims`: single-active-consumer claims with a token and one marker per lane.

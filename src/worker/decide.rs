@@ -29,7 +29,8 @@ pub(crate) struct Answer {
     pub dead: Option<DeadReason>,
 }
 
-/// Republish the job with `headers` to `queue` (a group's inbox, a delay queue, or its own queue), then ack.
+/// Republish the job with `headers` to `queue` (a group's inbox, a lane, a delay queue, or its own queue),
+/// then ack.
 #[derive(Debug)]
 pub(crate) struct Park {
     pub queue: String,
@@ -102,14 +103,15 @@ fn back_to_lane(headers: JobHeaders, (queue, routing): (&str, Option<Lane>)) -> 
     })
 }
 
-/// A checked job on its way to its group's inbox, with what is left of its deadline; dropped when none is.
-pub(crate) fn hop(headers: JobHeaders, inbox: &str, routing: Lane, now_ms: u64) -> Decision {
+/// A checked job on its way to its group's inbox (or straight into its lane), with what is left of its
+/// deadline; dropped when none is.
+pub(crate) fn hop(headers: JobHeaders, queue: &str, routing: Lane, now_ms: u64) -> Decision {
     let expiration = remaining(&headers, now_ms);
     if expiration == Some(Duration::ZERO) {
         return Decision::Drop;
     }
     Decision::Park(Park {
-        queue: inbox.to_string(),
+        queue: queue.to_string(),
         headers,
         expiration,
         retry_of: None,
